@@ -1,0 +1,155 @@
+"""Generate the course's synthetic data, deterministically: `python data/make_datasets.py`.
+
+Writes two things, both original to this course (licence: the project's own, see README):
+
+- `data/corpus.txt`: plain English prose and a few JSON records about books and cities. The offline `tiny`
+  profile pretrains its small base model on it, so that model knows words, names, days and times, and what
+  JSON looks like, but has never seen the fine-tuning task or its answers.
+- `data/meetings/{train,test}.jsonl`: the fine-tuning task. Each row is a chat (`messages`): the user pastes a
+  short meeting request and asks for the name, city and time; the assistant answers with three `key: value`
+  lines, which the evaluation parses and scores field by field. The test split uses names that never occur in the training split, and a third of its rows use
+  phrasings that training never shows, so the test measures generalisation rather than memory.
+
+Running the script twice gives byte-identical files (fixed seeds); a test checks that the shipped files match.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+DATA_DIR = Path(__file__).resolve().parent
+SEED = 20261123
+
+INSTRUCTION = "Extract the name, city and time from this message, one per line."
+
+NAMES_TRAIN = """Aarav Abebe Ada Aiko Alba Alejandro Amara Anders Anika Arjun Astrid Bruno Camila Chen Chiara Dara
+Diego Dmitri Elif Elena Emeka Esra Farah Felix Freya Gabriel Hana Hugo Ines Ingrid Ivan Jamal Jana Joao Jonas
+Kai Kamala Karim Keiko Lars Leila Lena Liam Lucia Luca Maja Malik Marco Maria Mateo Mei Mina Nadia Nia Nikos
+Noor Olga Omar Oskar Paolo Priya Rafael Ravi Rosa Sami Sara Selin Sofia Tariq Tomas Uma Valeria Wei Yara Yusuf
+Zara Zoe""".split()
+NAMES_TEST = """Adel Bianca Cyrus Dalia Emil Fatima Goran Helga Idris Julia Kofi Lotte Mirela Nils Ottilie Pedro
+Rania Stefan Tamsin Viktor""".split()
+CITIES_ALL = """Lisbon Oslo Nairobi Lima Hanoi Krakow Porto Accra Kyoto Quito Dublin Vienna Prague Athens Cairo Tunis
+Dakar Lagos Seoul Osaka Manila Jakarta Perth Auckland Denver Boston Austin Chicago Toronto Montreal Havana Bogota
+Santiago Madrid Seville Valencia Milan Naples Zurich Geneva Munich Hamburg Berlin Riga Tallinn Helsinki Bergen Lyon""".split()
+DAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
+TIMES = """8am 9am 10am 11am noon 1pm 2pm 3pm 4pm 5pm 6pm 7pm 8:30am 9:15am 9:45am 10:30am 11:15am 12:30pm
+1:30pm 2:45pm 3:15pm 4:30pm 5:45pm 6:30pm""".split()
+
+TEMPLATES_TRAIN = [
+    "Hi, this is {name}. Could we meet in {city} at {time}?",
+    "{name} here. Are you free in {city} at {time}?",
+    "Hello! {name} would like to book a table in {city} for {time}.",
+    "Can you pencil me in for {time} in {city}? Thanks, {name}",
+    "Quick note from {name}: let's talk in {city} around {time}.",
+    "Dear team, {name} asks to move the review to {city}, {time}.",
+    "It's {name}. {city} at {time} works best for me.",
+    "Good morning, {name} speaking. Is {time} in {city} okay for you?",
+    "Reminder from {name}: our catch-up is in {city} at {time}.",
+    "{name} would love to grab coffee in {city}, maybe at {time}?",
+]
+TEMPLATES_TEST_ONLY = [
+    "Message from {name}: I can drop by the {city} office at {time}.",
+    "{city} at {time}? Let me know. - {name}",
+    "Hey, {name} again. What about {time} in {city}?",
+]
+
+
+def make_example(rng: random.Random, names: list[str], templates: list[str]) -> dict:
+    """One chat example: a meeting request in, the JSON answer out."""
+    fields = {"name": rng.choice(names), "city": rng.choice(CITIES_ALL), "time": rng.choice(TIMES)}
+    message = rng.choice(templates).format(**fields)
+    return {
+        "messages": [
+            {"role": "user", "content": f"{INSTRUCTION}\n\n{message}"},
+            {"role": "assistant", "content": "\n".join(f"{k}: {v}" for k, v in fields.items())},
+        ]
+    }
+
+
+def make_meetings(n_train: int = 480, n_test: int = 60) -> dict[str, list[dict]]:
+    rng = random.Random(SEED)
+    train = [make_example(rng, NAMES_TRAIN, TEMPLATES_TRAIN) for _ in range(n_train)]
+    test = [make_example(rng, NAMES_TEST, TEMPLATES_TRAIN) for _ in range(n_test * 2 // 3)]
+    test += [make_example(rng, NAMES_TEST, TEMPLATES_TEST_ONLY) for _ in range(n_test - len(test))]
+    rng.shuffle(test)
+    return {"train": train, "test": test}
+
+
+# --- the pretraining corpus -------------------------------------------------------------------------------
+PLACES = "the library|the market|the harbour|the station|the park|the museum|the bakery|the river|the old bridge|the gym".split("|")
+ACTIVITIES = "reads the news|walks the dog|waters the plants|calls a friend|writes letters|goes for a run|cooks soup|practises the piano|visits the market|fixes the bicycle".split("|")
+THINGS = "a blue umbrella|a small notebook|two apples|a warm scarf|an old map|a cup of tea|a red kite|a box of pencils".split("|")
+BOOKS = [("The Quiet Harbour", "Ines Moreau", 1998), ("Seven Bridges", "Tomasz Wrobel", 2004),
+         ("A Map of Rain", "Keiko Tan", 2011), ("Letters from the Coast", "Ruth Adler", 1987),
+         ("The Glass Orchard", "Samuel Obi", 2016), ("Winter Lanterns", "Maren Holt", 2020)]
+CITIES = [("Lisbon", "Portugal"), ("Oslo", "Norway"), ("Nairobi", "Kenya"), ("Lima", "Peru"), ("Hanoi", "Vietnam"),
+          ("Krakow", "Poland"), ("Porto", "Portugal"), ("Accra", "Ghana"), ("Kyoto", "Japan"), ("Quito", "Ecuador")]
+
+# Each paragraph follows one person, so names, days and times recur within it: predicting them means looking
+# back and copying, the skill (induction) that the fine-tuning task builds on. Real base models learn it from
+# real text in the same way.
+STORY = [
+    "{name} lives in {city} and is always busy on {day}.",
+    "On {day}, {name} usually {activity} at {time}.",
+    "Every {day} morning {name} walks to {place} in {city} and stays until {time}.",
+    "{name} found {thing} near {place} in {city} last {day}.",
+    "{name} and {name2} met in {city} on {day}; they talked about the weather and the trains.",
+    "At {time} the bells of {city} ring, and {name} stops to listen.",
+    "{name} wrote in a diary: {city} was quiet, and the rain stopped at {time}.",
+    "When the bus was late, {name} waited at {place} with {thing}.",
+    "The train to {city} leaves at {time}, so {name} packs {thing} the night before.",
+    "{name} likes {city} best, because {place} is calm and the light is soft.",
+    "A letter arrived for {name} in {city}; it said the meeting room was free at {time}.",
+    "Most weeks {name} {activity} before {time}, then goes to {place}.",
+    "{name2} asked {name} about {city}, and {name} said {time} would be fine.",
+    "By {time}, {name} was already home in {city} again.",
+    "The message from {name} was short: {city} at {time}.",
+    "Please reply to {name} before {time}, and only with the city.",
+    "The name on the letter was {name}; the city was {city} and the time was {time}.",
+    "{name} likes to extract the main points from every message and write them down, one per line.",
+    "In the reply, {name} wrote the city first, then the time: {city}, {time}.",
+    "Nobody else goes to {place} in {city}, but {name} does.",
+]
+
+
+def make_corpus(n_paragraphs: int = 1500) -> str:
+    """Plain prose plus a few JSON records: everyday words, names, days and times, never the task itself."""
+    rng = random.Random(SEED + 1)
+    names = NAMES_TRAIN + NAMES_TEST
+    paragraphs = []
+    for i in range(n_paragraphs):
+        slots = dict(name=rng.choice(names), name2=rng.choice(names), day=rng.choice(DAYS), time=rng.choice(TIMES),
+                     city=rng.choice(CITIES_ALL),
+                     place=rng.choice(PLACES), activity=rng.choice(ACTIVITIES), thing=rng.choice(THINGS))
+        sentences = [s.format(**slots) for s in rng.sample(STORY, 6)]
+        paragraphs.append(" ".join(sentences))
+        if i % 10 == 9:  # now and then a record copied into JSON, so the base model has seen braces and quotes
+            if rng.random() < 0.5:
+                title, author, year = rng.choice(BOOKS)
+                paragraphs.append(f"{author} wrote {title} in {year}. "
+                                  + json.dumps({"title": title, "author": author, "year": year}))
+            else:
+                city, country = rng.choice(CITIES)
+                paragraphs.append(f"{city} is a city in {country}. " + json.dumps({"city": city, "country": country}))
+    return "\n\n".join(paragraphs) + "\n"
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def main() -> None:
+    (DATA_DIR / "corpus.txt").write_text(make_corpus(), encoding="utf-8", newline="\n")
+    for split, rows in make_meetings().items():
+        write_jsonl(DATA_DIR / "meetings" / f"{split}.jsonl", rows)
+    print(f"wrote {DATA_DIR / 'corpus.txt'} and {DATA_DIR / 'meetings'}/{{train,test}}.jsonl")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""LoRA with peft: the config, attaching it, and checking what trains. Introduced in 03_lora."""
+
+from __future__ import annotations
+
+from .config import RunConfig
+
+
+def build_lora_config(cfg: RunConfig):
+    """peft's LoraConfig from the run config (the one place it is built)."""
+    from peft import LoraConfig
+
+    targets = cfg.lora.target_modules
+    return LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")],
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def apply_lora(model, cfg: RunConfig):
+    """Freeze the base model and attach LoRA adapters; a quantized model is first prepared for k-bit training."""
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    if getattr(model, "is_quantized", False):
+        # casts norms to fp32 and enables input grads so gradients flow through the frozen 4-bit weights
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
+    try:
+        return get_peft_model(model, build_lora_config(cfg))
+    except ValueError as e:  # usually target module names that this architecture does not have
+        names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if type(m).__name__ == "Linear"})
+        raise ValueError(f"LoRA could not be attached ({e}). cfg.lora.target_modules = "
+                         f"{cfg.lora.target_modules!r}; this model's linear layers are named: {', '.join(names)}") from None
+
+
+def trainable_report(model) -> dict:
+    """How many parameters train, out of how many."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"trainable": trainable, "total": total, "trainable_percent": round(100 * trainable / total, 3)}
+
+
+def check_only_lora_trains(model) -> None:
+    """Raise if a base weight would train or a LoRA weight would not: the promise LoRA makes."""
+    wrong = [n for n, p in model.named_parameters() if p.requires_grad != ("lora_" in n)]
+    if wrong:
+        raise AssertionError(f"{len(wrong)} parameters have the wrong requires_grad, e.g. {wrong[:3]}")
+
+
+def linear_layer_table(model) -> list[dict]:
+    """The model's linear layers grouped by name (q_proj, v_proj, ...): the candidates for LoRA targets."""
+    groups: dict[str, dict] = {}
+    for name, module in model.named_modules():
+        if hasattr(module, "in_features") and hasattr(module, "out_features") and "lora_" not in name:
+            short = name.rsplit(".", 1)[-1]
+            if short == "lm_head":  # the output layer is never a LoRA target in this course (peft skips it too)
+                continue
+            g = groups.setdefault(short, {"module": short, "count": 0, "in_features": module.in_features,
+                                          "out_features": module.out_features})
+            g["count"] += 1
+    for g in groups.values():
+        g["kind"] = "attention" if g["module"] in ("q_proj", "k_proj", "v_proj", "o_proj") else "MLP"
+    return list(groups.values())
+
+
+def lora_params_by_rank(table: list[dict], ranks=(1, 2, 4, 8, 16, 32, 64), attention_only: bool = False) -> dict:
+    """Trainable LoRA parameters for each rank: r * (in + out) per adapted layer (A is r x in, B is out x r)."""
+    rows = [g for g in table if g["kind"] == "attention" or not attention_only]
+    return {r: sum(r * (g["in_features"] + g["out_features"]) * g["count"] for g in rows) for r in ranks}

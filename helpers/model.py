@@ -1,0 +1,121 @@
+"""Load the base model and its tokenizer, with the precision and quantization the profile asks for.
+Introduced in 02_model_loading.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import RunConfig
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be loaded; the message says why and what to do."""
+
+
+def model_source(cfg: RunConfig) -> str:
+    """Where from_pretrained reads the weights: the built tiny model's folder, or the Hub id / folder as given."""
+    if cfg.model.model_id == "tiny":
+        from .tiny import ensure_tiny_model
+
+        return str(ensure_tiny_model())
+    return cfg.model.model_id
+
+
+def quantization_config(cfg: RunConfig):
+    """bitsandbytes settings: 4-bit NF4 with double quantization (QLoRA), 8-bit, or None."""
+    if cfg.model.quantization == "none":
+        return None
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if cfg.model.quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=getattr(torch, cfg.model.dtype))
+
+
+def load_tokenizer(cfg: RunConfig):
+    """The tokenizer, with a pad token that is not the end-of-sequence token (see `ensure_pad_token`)."""
+    from transformers import AutoTokenizer
+
+    source = model_source(cfg)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False, token=_token())
+    except OSError as e:
+        raise ModelLoadError(_explain_load_error(cfg.model.model_id, e)) from None
+    return ensure_pad_token(tokenizer)
+
+
+def ensure_pad_token(tokenizer):
+    """Give the tokenizer a pad token distinct from EOS.
+
+    If padding reused EOS, code that masks padding by token id would also mask every real EOS, and the model would
+    never learn to stop. Llama-family tokenizers have an unused <unk> we can pad with instead.
+    """
+    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        if tokenizer.unk_token is not None and tokenizer.unk_token_id != tokenizer.eos_token_id:
+            tokenizer.pad_token = tokenizer.unk_token
+        else:
+            raise ModelLoadError("this tokenizer has no pad token distinct from EOS and no <unk> to reuse; add one "
+                                 "with tokenizer.add_special_tokens({'pad_token': '<pad>'}) and resize the model's "
+                                 "embeddings (model.resize_token_embeddings(len(tokenizer)))")
+    return tokenizer
+
+
+def load_base_model(cfg: RunConfig):
+    """The base model as the profile wants it: fp32 on CPU, 4-bit NF4 + fp16 on a T4, bf16 on Ampere."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    quant = quantization_config(cfg)
+    if quant is not None and not torch.cuda.is_available():
+        print("Note: loading a bitsandbytes-quantized model without a GPU; this works but is slow.")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            model_source(cfg),
+            dtype=getattr(torch, cfg.model.dtype),
+            quantization_config=quant,
+            device_map={"": 0} if torch.cuda.is_available() else None,
+            attn_implementation="sdpa",
+            trust_remote_code=False,
+            use_safetensors=True,
+            token=_token(),
+        )
+    except OSError as e:
+        raise ModelLoadError(_explain_load_error(cfg.model.model_id, e)) from None
+    return model
+
+
+def load_model_and_tokenizer(cfg: RunConfig):
+    """Both, with the model's generation config using the tokenizer's pad token."""
+    tokenizer = load_tokenizer(cfg)
+    model = load_base_model(cfg)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def model_footprint(model) -> dict:
+    """Parameter count and the memory the weights take, as the notebook reports them."""
+    total = sum(p.numel() for p in model.parameters())
+    return {"parameters": total, "weights_mib": round(model.get_memory_footprint() / 2**20, 1),
+            "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+            "device": str(next(model.parameters()).device)}
+
+
+def _token():
+    from .machine import hf_token
+
+    return hf_token()
+
+
+def _explain_load_error(model_id: str, error: Exception) -> str:
+    text = str(error)
+    if Path(model_id).exists():
+        return f"{model_id}: this folder does not hold a complete model (config.json, *.safetensors, tokenizer): {text[:200]}"
+    if "gated" in text.lower() or "401" in text or "403" in text:
+        return (f"{model_id} is gated: accept its licence on huggingface.co, then add an HF_TOKEN "
+                "(Colab: the key icon, 'Secrets'; elsewhere: the HF_TOKEN environment variable)")
+    return (f"could not load {model_id!r}: check the spelling of the Hub id (owner/name), your network "
+            "(the Hub is needed for any model except 'tiny'), or give a local folder")

@@ -1,0 +1,127 @@
+"""Supervised fine-tuning with TRL's SFTTrainer: the SFTConfig, the trainer, and the whole run for the command
+line. Introduced in 04_training_sft.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .config import RunConfig
+from .data import has_generation_markers, load_splits, to_sft_format
+from .rundir import RunDir
+
+
+def precision_flags(cfg: RunConfig) -> dict:
+    """fp16 / bf16 / CPU flags for SFTConfig, from the compute dtype the profile chose.
+
+    TRL defaults to bf16=True, which fails on a CPU and is only emulated (slowly) on a T4, so both flags are always
+    set explicitly. The dtype itself was chosen from the GPU's compute capability (see helpers.machine).
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"use_cpu": True, "bf16": False, "fp16": False}
+    dtype = cfg.model.dtype
+    if dtype == "bfloat16" and torch.cuda.get_device_capability(0) < (8, 0):
+        raise ValueError("cfg.model.dtype = 'bfloat16' but this GPU (compute capability < 8.0, e.g. a T4) has no "
+                         "native bf16: use 'float16' (the t4 profile's choice)")
+    return {"bf16": dtype == "bfloat16", "fp16": dtype == "float16"}
+
+
+def build_sft_config(cfg: RunConfig, run: RunDir, tokenizer, **overrides):
+    """TRL's SFTConfig from the run config (the one place it is built)."""
+    from trl import SFTConfig
+
+    t = cfg.train
+    args = dict(
+        output_dir=str(run.checkpoints_dir),
+        learning_rate=t.learning_rate,
+        num_train_epochs=t.num_train_epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        per_device_eval_batch_size=t.per_device_train_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        max_length=t.max_length,
+        warmup_steps=t.warmup_ratio,  # a float below 1 is a fraction of the total steps
+        lr_scheduler_type=t.lr_scheduler_type,
+        activation_checkpointing=t.gradient_checkpointing,
+        packing=t.packing,
+        # loss on the answer only: assistant turns where the template marks them, else the completion
+        assistant_only_loss=has_generation_markers(tokenizer),
+        logging_steps=t.logging_steps,
+        eval_strategy="steps",
+        eval_steps=t.eval_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=2,
+        seed=t.seed,
+        report_to="none",
+        **precision_flags(cfg),
+    )
+    args.update(overrides)
+    return SFTConfig(**args)
+
+
+def make_trainer(cfg: RunConfig, run: RunDir, model, tokenizer, splits, **overrides):
+    """An SFTTrainer on the run's train split, evaluating on its validation split."""
+    from trl import SFTTrainer
+
+    return SFTTrainer(
+        model=model,
+        args=build_sft_config(cfg, run, tokenizer, **overrides),
+        train_dataset=to_sft_format(splits["train"], tokenizer),
+        eval_dataset=to_sft_format(splits["validation"], tokenizer),
+        processing_class=tokenizer,
+    )
+
+
+def summarize_training(trainer, eval_before: dict, eval_after: dict) -> dict:
+    """What train_summary.json holds: steps, losses before/after, and the full log history for the plots."""
+    history = trainer.state.log_history
+    train_losses = [h["loss"] for h in history if "loss" in h]
+    return {
+        "global_step": trainer.state.global_step,
+        "eval_loss_before": eval_before["eval_loss"],
+        "eval_loss_after": eval_after["eval_loss"],
+        "perplexity_before": math.exp(eval_before["eval_loss"]),
+        "perplexity_after": math.exp(eval_after["eval_loss"]),
+        "final_train_loss": train_losses[-1] if train_losses else None,
+        "train_runtime_s": next((h["train_runtime"] for h in history if "train_runtime" in h), None),
+        "log_history": history,
+    }
+
+
+def save_training(trainer, run: RunDir, summary: dict) -> None:
+    """The adapter (safetensors), the tokenizer beside it, train_summary.json and the loss-curve PNG."""
+    from .plots import plot_loss_curves
+
+    trainer.save_model(str(run.adapter_dir))  # a PeftModel saves only the adapter weights
+    run.write_json("train_summary.json", summary)
+    fig = plot_loss_curves(summary["log_history"], title=f"{run.path.name}: loss")
+    fig.savefig(run.figure_path("loss_curves"), dpi=120, bbox_inches="tight")
+
+
+def train_run(cfg: RunConfig, run: RunDir) -> dict:
+    """The whole of 04_training_sft in one call (the command line and standalone notebooks use it)."""
+    from .lora import apply_lora
+    from .model import load_model_and_tokenizer
+
+    splits = load_splits(cfg, run)
+    model, tokenizer = load_model_and_tokenizer(cfg)
+    model = apply_lora(model, cfg)
+    trainer = make_trainer(cfg, run, model, tokenizer, splits)
+    eval_before = trainer.evaluate()
+    trainer.train()
+    eval_after = trainer.evaluate()
+    summary = summarize_training(trainer, eval_before, eval_after)
+    save_training(trainer, run, summary)
+    return summary
+
+
+def ensure_adapter(cfg: RunConfig, run: RunDir) -> None:
+    """Train now if the run has no adapter yet (a notebook opened on its own in a fresh runtime)."""
+    if (run.adapter_dir / "adapter_model.safetensors").exists():
+        return
+    print(f"No trained adapter in {run.adapter_dir}: training one now with this run's config "
+          "(what 04_training_sft does).")
+    train_run(cfg, run)

@@ -1,0 +1,69 @@
+"""Checks that need no execution: clean notebooks, badges, install cells, pins."""
+
+import json
+import re
+
+import pytest
+
+from helpers.notebook_tools import badge_markdown, install_cell_source, tagged_cell
+from helpers.paths import NOTEBOOKS_DIR, REPO_ROOT
+
+NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
+EXPECTED = ["00_setup_and_gpu_check", "01_dataset_prep", "02_model_loading", "03_lora", "04_training_sft",
+            "05_evaluation", "06_inference"]
+
+
+def load(path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_the_seven_notebooks_exist_in_order():
+    assert [p.stem for p in NOTEBOOKS][:7] == EXPECTED
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_committed_without_outputs(path):
+    for cell in load(path)["cells"]:
+        if cell["cell_type"] == "code":
+            assert not cell["outputs"] and cell["execution_count"] is None, f"{path.name}: clear the outputs"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_has_its_badge_and_install_cell(path):
+    nb = load(path)
+    first, second = nb["cells"][0], nb["cells"][1]
+    assert "badge" in first["metadata"].get("tags", []) and badge_markdown(path.name) in "".join(first["source"])
+    assert "install" in second["metadata"].get("tags", [])
+    assert "".join(second["source"]) == install_cell_source(), "run: python -m helpers sync-notebooks"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_opens_with_objectives_and_ends_with_exercises_and_next(path):
+    text = "".join(load(path)["cells"][0]["source"])
+    assert "In this notebook you will" in text and "Time and memory" in text and "Prerequisites" in text
+    last = "".join(load(path)["cells"][-1]["source"])
+    assert "What you learned" in last and "Exercises" in last
+
+
+def test_install_cell_never_touches_torch_and_is_colab_only():
+    src = install_cell_source()
+    code_lines = [line for line in src.splitlines() if not line.lstrip().startswith("#")]
+    assert not any(re.search(r"\btorch\b", line) for line in code_lines)
+    assert 'if "google.colab" in sys.modules:' in src
+
+
+def test_requirements_never_pin_torch():
+    lines = [l.split("#")[0].strip() for l in (REPO_ROOT / "requirements.txt").read_text().splitlines()]
+    assert not [l for l in lines if re.match(r"^(torch|torchvision|torchaudio)\b", l)]
+
+
+def test_requirements_cover_what_the_notebooks_import():
+    imported = set()
+    for path in NOTEBOOKS:
+        for cell in load(path)["cells"]:
+            if cell["cell_type"] == "code":
+                imported |= set(re.findall(r"^\s*(?:from|import) (\w+)", "".join(cell["source"]), re.M))
+    requirements = (REPO_ROOT / "requirements.txt").read_text().lower()
+    provided_elsewhere = {"helpers", "torch", "os", "subprocess", "sys", "math", "json", "pathlib"}
+    for module in sorted(imported - provided_elsewhere):
+        assert module.lower() in requirements, f"notebooks import {module} but requirements.txt lacks it"

@@ -28,7 +28,11 @@ NAMES_TRAIN = """Aarav Abebe Ada Aiko Alba Alejandro Amara Anders Anika Arjun As
 Diego Dmitri Elif Elena Emeka Esra Farah Felix Freya Gabriel Hana Hugo Ines Ingrid Ivan Jamal Jana Joao Jonas
 Kai Kamala Karim Keiko Lars Leila Lena Liam Lucia Luca Maja Malik Marco Maria Mateo Mei Mina Nadia Nia Nikos
 Noor Olga Omar Oskar Paolo Priya Rafael Ravi Rosa Sami Sara Selin Sofia Tariq Tomas Uma Valeria Wei Yara Yusuf
-Zara Zoe""".split()
+Zara Zoe Abel Adina Agnes Ahmed Aisha Akira Alan Alina Amir Ana Andrea Anton Aria Arturo Asha Aurora Ayla Basil
+Bea Bilal Boris Carla Carmen Cecil Celia Dante Daria Dev Dina Dora Edgar Edith Eero Elsa Emma Enzo Erik Esme Ezra
+Fabio Femi Filip Flora Gael Gemma Gia Greta Hamid Hanna Hiro Ida Ilan Ilse Imani Ira Iris Isak Jade Jago Joel Jude
+Juno Kaito Kenji Kira Lale Lara Leon Levi Lina Lior Lola Lorenzo Luz Mara Milo Mira Moritz Nadim Nao Nell Nico Nina
+Noah Odile Orla Otto Petra Pia Quinn Raj Rhea Rita Rumi Ruth Saul Selma Simon Sven Tara Teo Theo Tove Vera Vito""".split()
 NAMES_TEST = """Adel Bianca Cyrus Dalia Emil Fatima Goran Helga Idris Julia Kofi Lotte Mirela Nils Ottilie Pedro
 Rania Stefan Tamsin Viktor""".split()
 CITIES_ALL = """Lisbon Oslo Nairobi Lima Hanoi Krakow Porto Accra Kyoto Quito Dublin Vienna Prague Athens Cairo Tunis
@@ -112,6 +116,8 @@ STORY = [
     "{name} likes to extract the main points from every message and write them down, one per line.",
     "In the reply, {name} wrote the city first, then the time: {city}, {time}.",
     "Nobody else goes to {place} in {city}, but {name} does.",
+    "A card on the desk read: name: {name}; city: {city}; time: {time}.",
+    "The booking had three lines, name: {name}, city: {city} and time: {time}.",
 ]
 
 

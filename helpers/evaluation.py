@@ -59,8 +59,8 @@ def parse_fields(text: str) -> dict | None:
 
 
 def score_answers(predictions: list[str], references: list[str]) -> dict:
-    """Exact match, plus (when the references are structured: JSON or `key: value` lines) the rate of answers in
-    that structure and the accuracy of each field. Structured answers are compared field by field, so spacing and
+    """Exact match, plus (when the references are structured: JSON or `key: value` lines) the rate of answers with
+    exactly the reference's fields and the accuracy of each field. Structured answers are compared field by field, so spacing and
     field order do not matter."""
     refs = [parse_fields(r) for r in references]
     n = len(references)
@@ -70,7 +70,8 @@ def score_answers(predictions: list[str], references: list[str]) -> dict:
     fields = sorted({k for r in refs for k in r})
     return {
         "exact_match": sum(p == r for p, r in zip(preds, refs)) / n,
-        "valid_format": sum(p is not None for p in preds) / n,
+        # the right structure: exactly the reference's fields, whatever their values
+        "valid_format": sum(p is not None and p.keys() == r.keys() for p, r in zip(preds, refs)) / n,
         "field_accuracy": {f: sum((p or {}).get(f) == r.get(f) for p, r in zip(preds, refs)) / n for f in fields},
         "n": n,
     }

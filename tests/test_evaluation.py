@@ -18,5 +18,11 @@ def test_scores_whole_answers_and_each_field():
     assert scores["field_accuracy"] == {"day": 0.5, "name": 1.0, "time": 1.0}
 
 
+def test_valid_format_needs_exactly_the_reference_fields():
+    refs = ["name: Ana\nday: Friday"] * 3
+    preds = ["name: Ana\nday: Friday", "The train leaves: at 9am", "name: Ana"]
+    assert score_answers(preds, refs)["valid_format"] == 1 / 3
+
+
 def test_unstructured_references_fall_back_to_text_match():
     assert score_answers([" Paris ", "Rome"], ["Paris", "Madrid"]) == {"exact_match": 0.5, "n": 2}

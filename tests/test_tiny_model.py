@@ -21,12 +21,29 @@ def test_tokenizer_has_chat_template_with_generation_markers_and_safe_pad(tiny_m
 
 
 def test_tiny_model_is_a_base_model_that_copies_from_context(tiny_model_dir):
-    """Pretraining taught it to reuse a name seen earlier: the skill the fine-tuning task builds on."""
+    """Pretraining taught it to reuse a name seen earlier in a paragraph (it cannot guess a name's first mention):
+    the copying skill the fine-tuning task builds on."""
+    import sys
+
     import torch
+
+    from helpers.paths import DATA_DIR
+
+    sys.path.insert(0, str(DATA_DIR))
+    import make_datasets
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    enc = tok("The message from Kofi was short: Porto at 6pm. The name on the letter was", return_tensors="pt")
-    with torch.no_grad():
-        out = model.generate(**enc, max_new_tokens=3, do_sample=False)
-    assert "Kofi" in tok.decode(out[0, enc["input_ids"].shape[1]:])
+    names = {tok(" " + n)["input_ids"][0] for n in make_datasets.NAMES_TRAIN + make_datasets.NAMES_TEST}
+    first, later = [], []
+    for paragraph in (DATA_DIR / "corpus.txt").read_text().split("\n\n")[-40:]:
+        ids = tok(paragraph)["input_ids"]
+        with torch.no_grad():
+            probs = model(torch.tensor([ids])).logits[0].softmax(-1)
+        seen = set()
+        for i in range(1, len(ids)):
+            if ids[i] in names:
+                (later if ids[i] in seen else first).append(probs[i - 1, ids[i]].item())
+                seen.add(ids[i])
+    p_first, p_later = sum(first) / len(first), sum(later) / len(later)
+    assert p_later > 0.3 and p_later > 10 * p_first, (p_first, p_later)

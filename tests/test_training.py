@@ -1,0 +1,97 @@
+"""Training on the tiny profile: the loss falls, only LoRA weights move, the adapter is saved and reloads."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from helpers.config import make_config
+from helpers.data import load_splits
+from helpers.lora import apply_lora
+from helpers.model import load_model_and_tokenizer
+from helpers.rundir import RunDir
+from helpers.train import make_trainer
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """`python -m helpers train` on a fresh run directory, 60 steps."""
+    run_dir = tmp_path_factory.mktemp("cli") / "run"
+    proc = subprocess.run([sys.executable, "-m", "helpers", "train", "--run-dir", str(run_dir), "--profile", "tiny",
+                           "--max-steps", "60"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return RunDir(run_dir), proc.stdout
+
+
+def test_train_command_writes_config_adapter_and_summary(cli_run):
+    run, stdout = cli_run
+    assert json.loads(run.config_file.read_text())["profile"] == "tiny"
+    assert (run.adapter_dir / "adapter_config.json").exists()
+    assert (run.adapter_dir / "adapter_model.safetensors").exists()
+    summary = json.loads(run.train_summary_file.read_text())
+    assert summary["global_step"] == 60
+    assert summary["eval_loss_after"] < 0.5 * summary["eval_loss_before"]
+    assert (run.figures_dir / "loss_curves.png").stat().st_size > 10_000
+    assert "eval loss" in stdout
+
+
+def test_only_lora_weights_change_during_training(tmp_path):
+    cfg = make_config("tiny")
+    cfg.train.max_steps = 8
+    run = RunDir(tmp_path / "run")
+    model, tokenizer = load_model_and_tokenizer(cfg)
+    model = apply_lora(model, cfg)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer = make_trainer(cfg, run, model, tokenizer, load_splits(cfg, run), save_strategy="no", eval_strategy="no")
+    trainer.train()
+    after = dict(model.named_parameters())
+    lora_b = [n for n in before if "lora_B" in n]
+    base = [n for n in before if "lora_" not in n]
+    assert all(not torch.equal(before[n], after[n]) for n in lora_b), "every LoRA B matrix must have moved"
+    assert all(torch.equal(before[n], after[n]) for n in base), "a base weight changed"
+
+
+def test_saved_adapter_reloads_and_merges_to_the_same_outputs(cli_run):
+    from helpers.inference import load_finetuned, merge_adapter, reply
+
+    run, _ = cli_run
+    cfg = make_config("tiny")
+    model, tokenizer = load_finetuned(cfg, run)
+    messages = [{"role": "user", "content": "Extract the name, city and time from this message, one per line.\n\n"
+                                            "Hi, this is Marta. Could we meet in Porto at 4pm?"}]
+    enc = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        adapter_logits = model(**enc).logits
+    merged, _ = merge_adapter(cfg, run)
+    with torch.no_grad():
+        merged_logits = merged(**enc).logits
+    assert (adapter_logits - merged_logits).abs().max() < 1e-3
+    assert reply(merged, tokenizer, messages) == reply(model, tokenizer, messages)
+    assert (run.merged_dir / "model.safetensors").exists() and (run.merged_dir / "chat_template.jinja").exists()
+
+
+def test_generation_stops_at_end_of_turn(cli_run):
+    from helpers.evaluation import stop_token_ids
+    from helpers.inference import load_finetuned
+
+    run, _ = cli_run
+    cfg = make_config("tiny")
+    model, tokenizer = load_finetuned(cfg, run)
+    enc = tokenizer.apply_chat_template([{"role": "user", "content": "Hi, this is Bo. Lima at 9am?"}],
+                                        add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    out = model.generate(**enc, max_new_tokens=200, do_sample=False, eos_token_id=stop_token_ids(tokenizer),
+                         pad_token_id=tokenizer.pad_token_id)
+    new = out[0, enc["input_ids"].shape[1]:].tolist()
+    assert len(new) < 200 and new[-1] in stop_token_ids(tokenizer), "generation must end at <|end|>, not the cap"
+
+
+def test_train_command_reports_a_bad_config_without_a_traceback(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.config_file.write_text('{"profile": "tiny", "train": {"learning_rate": 7}}')
+    proc = subprocess.run([sys.executable, "-m", "helpers", "train", "--run-dir", str(run.path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "learning_rate = 7 is not allowed" in proc.stderr and "Traceback" not in proc.stderr

@@ -41,6 +41,17 @@ class _Checked:
             raise ConfigError(f"{type(self).__name__}.{name} = {value!r} is not allowed: use {rule[1]}")
         object.__setattr__(self, name, value)
 
+    def _repr_markdown_(self) -> str:
+        """Jupyter shows a config as a table of its settings."""
+        rows = []
+
+        def walk(prefix: str, d: dict) -> None:
+            for k, v in d.items():
+                walk(f"{prefix}{k}.", v) if isinstance(v, dict) else rows.append((prefix + k, v))
+
+        walk("", asdict(self))
+        return "| setting | value |\n|---|---|\n" + "\n".join(f"| `{k}` | `{v!r}` |" for k, v in rows)
+
 
 @dataclass
 class DataConfig(_Checked):

@@ -25,8 +25,11 @@ def execute_notebook(path: Path, out_path: Path, env: dict[str, str], timeout: i
     os.environ.update(env)  # the kernel inherits this process's environment
     try:
         start = time.time()
-        NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": str(path.parent)}})
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(out_path.with_suffix(".kernel.log"), "wb") as log:  # the kernel's own stderr chatter
+            client.execute(stderr=log)
         return time.time() - start
     finally:
         out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,12 +10,13 @@ def load_finetuned(cfg: RunConfig, run: RunDir):
     """The base model with the run's LoRA adapter on top (a peft `PeftModel`), and the tokenizer."""
     from peft import PeftModel
 
-    from .model import load_model_and_tokenizer
+    from .model import load_model_and_tokenizer, quiet_known_warnings
     from .train import ensure_adapter
 
     ensure_adapter(cfg, run)
     model, tokenizer = load_model_and_tokenizer(cfg)
-    model = PeftModel.from_pretrained(model, str(run.adapter_dir))
+    with quiet_known_warnings():
+        model = PeftModel.from_pretrained(model, str(run.adapter_dir))
     model.eval()
     return model, tokenizer
 
@@ -39,7 +40,7 @@ def reply(model, tokenizer, messages: list[dict], **settings) -> str:
 
     enc = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                                         return_dict=True).to(model.device)
-    settings = {**generation_settings(), **settings}
+    settings = generation_settings(**settings)
     with torch.no_grad():
         out = model.generate(**enc, eos_token_id=stop_token_ids(tokenizer), pad_token_id=tokenizer.pad_token_id,
                              **settings)
@@ -57,7 +58,7 @@ def stream_reply(model, tokenizer, messages: list[dict], **settings):
     enc = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                                         return_dict=True).to(model.device)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    settings = {**generation_settings(), **settings}
+    settings = generation_settings(**settings)
     thread = Thread(target=model.generate, kwargs=dict(**enc, streamer=streamer, eos_token_id=stop_token_ids(tokenizer),
                                                        pad_token_id=tokenizer.pad_token_id, **settings))
     thread.start()

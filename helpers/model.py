@@ -4,6 +4,8 @@ Introduced in 02_model_loading.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
 
 from .config import RunConfig
@@ -11,6 +13,14 @@ from .config import RunConfig
 
 class ModelLoadError(RuntimeError):
     """The model could not be loaded; the message says why and what to do."""
+
+
+@contextlib.contextmanager
+def quiet_known_warnings():
+    """Silence one deprecation warning that peft 0.21 triggers inside transformers 5.23 (nothing to act on)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 def model_source(cfg: RunConfig) -> str:
@@ -67,7 +77,9 @@ def load_base_model(cfg: RunConfig):
     """The base model as the profile wants it: fp32 on CPU, 4-bit NF4 + fp16 on a T4, bf16 on Ampere."""
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # the per-shard loading bar; Hub downloads keep their own progress bar
     quant = quantization_config(cfg)
     if quant is not None and not torch.cuda.is_available():
         print("Note: loading a bitsandbytes-quantized model without a GPU; this works but is slow.")

@@ -9,12 +9,14 @@ def _figure(width: float = 7, height: float = 4):
     return Figure(figsize=(width, height))
 
 
-def plot_loss_curves(log_history: list[dict], title: str = "Loss"):
-    """Train loss per logging step and eval loss per evaluation, against the optimizer step."""
+def plot_loss_curves(log_history: list[dict], title: str = "Loss", eval_loss_before: float | None = None):
+    """Train loss per logging step and eval loss per evaluation (plus, if given, before training, at step 0)."""
     fig = _figure()
     ax = fig.add_subplot()
     train = [(h["step"], h["loss"]) for h in log_history if "loss" in h]
-    evals = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h]
+    evals = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h and h["step"] > 0]
+    if eval_loss_before is not None:
+        evals.insert(0, (0, eval_loss_before))
     if train:
         ax.plot(*zip(*train), label="train loss", color="tab:blue")
     if evals:
@@ -51,7 +53,9 @@ def plot_token_lengths(lengths: list[int], max_length: int, title: str = "Tokens
     """Histogram of example lengths with the max_length cut-off drawn in."""
     fig = _figure(7, 3.5)
     ax = fig.add_subplot()
-    ax.hist(lengths, bins=30, color="tab:blue", alpha=0.8)
+    upper = max(max_length, max(lengths)) * 1.05
+    ax.hist(lengths, bins=[upper * i / 60 for i in range(61)], color="tab:blue", alpha=0.8)
+    ax.set_xlim(0, upper)
     ax.axvline(max_length, color="tab:red", linestyle="--", label=f"max_length = {max_length}")
     ax.set_xlabel("tokens (after the chat template)")
     ax.set_ylabel("examples")
@@ -68,6 +72,7 @@ def plot_lora_params(by_rank: dict[str, dict[int, int]], total_params: int):
         ax.plot(list(counts), list(counts.values()), "o-", label=label)
     ax.axhline(total_params, color="tab:gray", linestyle=":", label=f"whole model ({total_params:,})")
     ax.set_xscale("log", base=2)
+    ax.set_xticks(list(next(iter(by_rank.values()))), [str(r) for r in next(iter(by_rank.values()))])
     ax.set_yscale("log")
     ax.set_xlabel("LoRA rank r")
     ax.set_ylabel("trainable parameters")

@@ -95,9 +95,13 @@ def save_training(trainer, run: RunDir, summary: dict) -> None:
     """The adapter (safetensors), the tokenizer beside it, train_summary.json and the loss-curve PNG."""
     from .plots import plot_loss_curves
 
-    trainer.save_model(str(run.adapter_dir))  # a PeftModel saves only the adapter weights
+    # A PeftModel saves only the adapter weights, as safetensors; the tokenizer (and its chat template) goes
+    # beside them. (trainer.save_model would also pickle the training arguments: not needed, not safetensors.)
+    trainer.model.save_pretrained(str(run.adapter_dir), safe_serialization=True)
+    trainer.processing_class.save_pretrained(str(run.adapter_dir))
     run.write_json("train_summary.json", summary)
-    fig = plot_loss_curves(summary["log_history"], title=f"{run.path.name}: loss")
+    fig = plot_loss_curves(summary["log_history"], title=f"{run.path.name}: loss",
+                           eval_loss_before=summary["eval_loss_before"])
     fig.savefig(run.figure_path("loss_curves"), dpi=120, bbox_inches="tight")
 
 

@@ -66,13 +66,31 @@ def make_trainer(cfg: RunConfig, run: RunDir, model, tokenizer, splits, **overri
     """An SFTTrainer on the run's train split, evaluating on its validation split."""
     from trl import SFTTrainer
 
-    return SFTTrainer(
+    trainer = SFTTrainer(
         model=model,
         args=build_sft_config(cfg, run, tokenizer, **overrides),
         train_dataset=to_sft_format(splits["train"], tokenizer),
         eval_dataset=to_sft_format(splits["validation"], tokenizer),
         processing_class=tokenizer,
     )
+    if trainer.args.fp16:
+        keep_adapters_in_fp32(trainer.model)
+    return trainer
+
+
+def keep_adapters_in_fp32(model) -> None:
+    """Trainable weights in fp32 for fp16 mixed precision (the t4 profile).
+
+    TRL 1.16 casts the LoRA weights of a quantized model to bf16 (the QLoRA paper's choice). Under fp16 mixed
+    precision the gradient scaler cannot unscale bf16 gradients, so the first optimizer step fails ("not
+    implemented for 'BFloat16'"), and a T4 has no native bf16 anyway. fp32 adapter weights with fp16 compute is the
+    standard mixed-precision set-up; the adapters are small, so the extra memory is a few MB.
+    """
+    import torch
+
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
 
 
 def summarize_training(trainer, eval_before: dict, eval_after: dict) -> dict:

@@ -1,0 +1,10 @@
+"""helpers: the code behind the course notebooks. Import the module a notebook names; nothing runs on import.
+
+    config      the run config and its profile presets (00)     machine     GPU, profile, versions, HF token (00)
+    rundir      the run directory (00)                          data        load, check, split, loss mask (01)
+    tiny        the offline tiny base model (02)                model       load model and tokenizer (02)
+    lora        LoraConfig, attach, what trains (03)            train       SFTConfig, SFTTrainer, a whole run (04)
+    widgets     the hyperparameter panel (04)                   evaluation  generate and score, base vs tuned (05)
+    inference   reply, stream, merge (06)                       plots       every figure, as a Figure
+    course      run every notebook headless                     cli         `python -m helpers ...`
+"""

@@ -1,15 +1,16 @@
 """The cells every notebook shares, generated from one place (`helpers.paths.GITHUB_REPO`).
 
-`python -m helpers sync-notebooks` rewrites each notebook's cell tagged `badge` (title and Open-in-Colab badge)
-and the cell tagged `install`; tests/test_static.py checks that the notebooks agree with what this module makes.
+`python -m helpers sync-notebooks` rewrites each notebook's cell tagged `badge` (title and Open-in-Colab badge),
+the cell tagged `install`, and the badge links in README.md; tests/test_static.py checks that they agree.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
-from .paths import GITHUB_BRANCH, GITHUB_REPO, NOTEBOOKS_DIR
+from .paths import GITHUB_BRANCH, GITHUB_REPO, NOTEBOOKS_DIR, REPO_ROOT
 
 COLAB_DIR = "/content/llm-finetuning-course"
 
@@ -62,5 +63,16 @@ def sync_notebook(path: Path) -> bool:
     return changed
 
 
+def sync_readme(path: Path = REPO_ROOT / "README.md") -> bool:
+    """Point the README's Colab links at GITHUB_REPO / GITHUB_BRANCH; True if anything changed."""
+    text = path.read_text(encoding="utf-8")
+    prefix = colab_url("")
+    new = re.sub(r"https://colab\.research\.google\.com/github/[^/\s]+/[^/\s]+/blob/[^/\s]+/notebooks/", prefix, text)
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return new != text
+
+
 def sync_notebooks() -> list[Path]:
-    return [p for p in sorted(NOTEBOOKS_DIR.glob("*.ipynb")) if sync_notebook(p)]
+    changed = [p for p in sorted(NOTEBOOKS_DIR.glob("*.ipynb")) if sync_notebook(p)]
+    return changed + ([REPO_ROOT / "README.md"] if sync_readme() else [])

@@ -45,6 +45,15 @@ def test_notebook_opens_with_objectives_and_ends_with_exercises_and_next(path):
     assert "What you learned" in last and "Exercises" in last
 
 
+def test_readme_badges_point_where_the_notebooks_do():
+    from helpers.notebook_tools import colab_url
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    for path in NOTEBOOKS:
+        assert colab_url(path.name) in readme, f"README lacks the badge of {path.name}: python -m helpers sync-notebooks"
+    assert readme.count("colab.research.google.com/github/") == len(NOTEBOOKS)
+
+
 def test_install_cell_never_touches_torch_and_is_colab_only():
     src = install_cell_source()
     code_lines = [line for line in src.splitlines() if not line.lstrip().startswith("#")]
@@ -67,3 +76,28 @@ def test_requirements_cover_what_the_notebooks_import():
     provided_elsewhere = {"helpers", "torch", "os", "subprocess", "sys", "math", "json", "pathlib"}
     for module in sorted(imported - provided_elsewhere):
         assert module.lower() in requirements, f"notebooks import {module} but requirements.txt lacks it"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_code_cells_stay_short(path):
+    """A cell is the lesson, not the plumbing: at most 30 lines (the install cell aside)."""
+    for cell in load(path)["cells"][2:]:
+        if cell["cell_type"] == "code":
+            assert len("".join(cell["source"]).splitlines()) <= 30, f"{path.name}: split this cell or move code to helpers"
+
+
+def test_sync_rewrites_a_stale_badge_and_install_cell(tmp_path):
+    import shutil
+
+    from helpers.notebook_tools import colab_url, sync_notebook, sync_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text("[x](https://colab.research.google.com/github/someone/fork/blob/dev/notebooks/03_lora.ipynb)")
+    assert sync_readme(readme) and colab_url("03_lora.ipynb") in readme.read_text()
+    nb_path = tmp_path / NOTEBOOKS[0].name
+    shutil.copy(NOTEBOOKS[0], nb_path)
+    nb = load(nb_path)
+    nb["cells"][1]["source"] = "!pip install torch"
+    nb_path.write_text(json.dumps(nb))
+    assert sync_notebook(nb_path)
+    assert "".join(load(nb_path)["cells"][1]["source"]) == install_cell_source()

@@ -44,7 +44,9 @@ def setup() -> None:
     if not PY.exists():
         print(f"creating {VENV}", flush=True)
         venv.create(VENV, with_pip=True)
-    pip = [PY, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    # --no-compile: skip byte-compiling every installed file (most are never imported); Python compiles what it
+    # imports, on first use
+    pip = [PY, "-m", "pip", "install", "--disable-pip-version-check", "--no-compile", "-q"]
     if not has_nvidia_gpu():
         run(*pip, CPU_TORCH)  # first, so that nothing later pulls a CUDA build
     run(*pip, "-e", ".[test]")

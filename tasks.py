@@ -59,6 +59,9 @@ def main() -> int:
         return 2
     setup()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # Packages are installed without byte-compiling (--no-compile), so let Python cache what it actually imports:
+    # with PYTHONDONTWRITEBYTECODE set, every notebook kernel would recompile transformers from source.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     if sys.argv[1] == "course":
         cmd = [PY, "-m", "helpers", "run-course", *sys.argv[2:]]
     else:

@@ -91,17 +91,15 @@ def eval_loss(trainer) -> dict:
 
 def compare_models(model, tokenizer, cfg: RunConfig, trainer, rows: list[dict]) -> dict:
     """Held-out loss and the task metric for the base model (adapter switched off) and the fine-tuned one."""
+    import contextlib
+
     results, predictions = {}, {}
-    for name in ("base", "finetuned"):
-        if name == "base":
-            with model.disable_adapter():  # the very same weights, minus the LoRA update
-                loss = eval_loss(trainer)
-                scores, preds = evaluate_answers(model, tokenizer, rows, cfg)
-        else:
+    for name, adapter_off in (("base", True), ("finetuned", False)):
+        # the base model is the very same weights with the LoRA update switched off
+        with model.disable_adapter() if adapter_off else contextlib.nullcontext():
             loss = eval_loss(trainer)
-            scores, preds = evaluate_answers(model, tokenizer, rows, cfg)
+            scores, predictions[name] = evaluate_answers(model, tokenizer, rows, cfg)
         results[name] = {**loss, **scores}
-        predictions[name] = preds
     return {"results": results, "predictions": predictions}
 
 

@@ -32,19 +32,24 @@ def generation_settings(temperature: float = 0.0, top_p: float = 1.0, max_new_to
     return settings
 
 
-def reply(model, tokenizer, messages: list[dict], **settings) -> str:
-    """One assistant reply to a conversation, stopping at the end-of-turn token."""
-    import torch
-
+def _generate_kwargs(model, tokenizer, messages: list[dict], settings: dict) -> dict:
+    """Everything `generate` needs for one reply: the templated prompt, the settings, and where to stop."""
     from .evaluation import stop_token_ids
 
     enc = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                                         return_dict=True).to(model.device)
-    settings = generation_settings(**settings)
+    return dict(**enc, eos_token_id=stop_token_ids(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                **generation_settings(**settings))
+
+
+def reply(model, tokenizer, messages: list[dict], **settings) -> str:
+    """One assistant reply to a conversation, stopping at the end-of-turn token."""
+    import torch
+
+    kwargs = _generate_kwargs(model, tokenizer, messages, settings)
     with torch.no_grad():
-        out = model.generate(**enc, eos_token_id=stop_token_ids(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                             **settings)
-    return tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+        out = model.generate(**kwargs)
+    return tokenizer.decode(out[0, kwargs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
 
 def stream_reply(model, tokenizer, messages: list[dict], **settings):
@@ -53,14 +58,9 @@ def stream_reply(model, tokenizer, messages: list[dict], **settings):
 
     from transformers import TextIteratorStreamer
 
-    from .evaluation import stop_token_ids
-
-    enc = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                        return_dict=True).to(model.device)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    settings = generation_settings(**settings)
-    thread = Thread(target=model.generate, kwargs=dict(**enc, streamer=streamer, eos_token_id=stop_token_ids(tokenizer),
-                                                       pad_token_id=tokenizer.pad_token_id, **settings))
+    thread = Thread(target=model.generate,
+                    kwargs=dict(**_generate_kwargs(model, tokenizer, messages, settings), streamer=streamer))
     thread.start()
     yield from streamer
     thread.join()

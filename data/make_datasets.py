@@ -5,9 +5,10 @@ Writes two things, both original to this course (licence: the project's own, see
 - `data/corpus.txt`: plain English prose and a few JSON records about books and cities. The offline `tiny`
   profile pretrains its small base model on it, so that model knows words, names, days and times, and what
   JSON looks like, but has never seen the fine-tuning task or its answers.
-- `data/meetings/{train,test}.jsonl`: the fine-tuning task. Each row is a chat (`messages`): the user pastes a
-  short meeting request and asks for the name, city and time; the assistant answers with three `key: value`
-  lines, which the evaluation parses and scores field by field. The test split uses names that never occur in the training split, and a third of its rows use
+- `data/meetings/{train,validation,test}.jsonl`: the fine-tuning task (432 / 48 / 60 rows). Each row is a chat
+  (`messages`): the user pastes a short meeting request and asks for the name, city and time; the assistant
+  answers with three `key: value` lines, which the evaluation parses and scores field by field. Validation is
+  drawn like training (it watches the loss during training). The test split uses names that never occur in training, and a third of its rows use
   phrasings that training never shows, so the test measures generalisation rather than memory.
 
 Running the script twice gives byte-identical files (fixed seeds); a test checks that the shipped files match.
@@ -73,13 +74,15 @@ def make_example(rng: random.Random, names: list[str], templates: list[str]) -> 
     }
 
 
-def make_meetings(n_train: int = 480, n_test: int = 60) -> dict[str, list[dict]]:
+def make_meetings(n_train: int = 432, n_validation: int = 48, n_test: int = 60) -> dict[str, list[dict]]:
+    """Train and validation share names and phrasings (validation watches training); test uses new ones."""
     rng = random.Random(SEED)
-    train = [make_example(rng, NAMES_TRAIN, TEMPLATES_TRAIN) for _ in range(n_train)]
+    seen = [make_example(rng, NAMES_TRAIN, TEMPLATES_TRAIN) for _ in range(n_train + n_validation)]
+    train, validation = seen[:n_train], seen[n_train:]
     test = [make_example(rng, NAMES_TEST, TEMPLATES_TRAIN) for _ in range(n_test * 2 // 3)]
     test += [make_example(rng, NAMES_TEST, TEMPLATES_TEST_ONLY) for _ in range(n_test - len(test))]
     rng.shuffle(test)
-    return {"train": train, "test": test}
+    return {"train": train, "validation": validation, "test": test}
 
 
 # --- the pretraining corpus -------------------------------------------------------------------------------
@@ -154,7 +157,7 @@ def main() -> None:
     (DATA_DIR / "corpus.txt").write_text(make_corpus(), encoding="utf-8", newline="\n")
     for split, rows in make_meetings().items():
         write_jsonl(DATA_DIR / "meetings" / f"{split}.jsonl", rows)
-    print(f"wrote {DATA_DIR / 'corpus.txt'} and {DATA_DIR / 'meetings'}/{{train,test}}.jsonl")
+    print(f"wrote {DATA_DIR / 'corpus.txt'} and {DATA_DIR / 'meetings'}/{{train,validation,test}}.jsonl")
 
 
 if __name__ == "__main__":

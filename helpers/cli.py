@@ -1,6 +1,7 @@
 """`python -m helpers <command>`: the notebooks' steps from a terminal.
 
     check                      machine, GPU, chosen profile and library versions
+    validate-data PATH         check a dataset file, folder or Hub id: a summary, or every problem as FILE:N
     train --run-dir DIR        fine-tune with DIR/config.json (the profile's defaults are written there if absent)
     run-course [--run-dir DIR] execute every notebook in order, headless, and summarise the results
     sync-notebooks             rewrite the notebooks' Colab badges and install cells from helpers/paths.py
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+
+from .formats import FORMATS
 
 
 def cmd_check(args) -> int:
@@ -33,6 +36,41 @@ def cmd_check(args) -> int:
         print(f"missing: {', '.join(missing)}; install with: pip install -r requirements.txt")
         return 1
     return 0
+
+
+def cmd_validate_data(args) -> int:
+    from .config import make_config
+    from .data import read_hub_dataset, resolve_dataset, split_files
+    from .formats import dataset_warnings, validate_file
+    from .machine import detect_profile
+
+    source = resolve_dataset(args.path)
+    if isinstance(source, str):
+        reports = list(read_hub_dataset(source, args.format, args.map).values())
+    else:
+        files = split_files(source) if source.is_dir() else {"train": source}
+        reports = [validate_file(path, args.format, args.map) for path in files.values()]
+    if all(r.ok for r in reports):
+        cfg = make_config(args.profile or detect_profile())
+        cfg.model.model_id = args.model or cfg.model.model_id
+        max_length = args.max_length or cfg.train.max_length
+        tokenizer = _tokenizer_or_none(cfg)
+        for r in reports:
+            r.warnings = dataset_warnings(r, tokenizer, max_length)
+        if tokenizer is None:
+            print(f"note: token lengths not checked: the tokenizer of {cfg.model.model_id} could not be loaded")
+    for r in reports:
+        print(r.summary())
+    return 0 if all(r.ok for r in reports) else 2
+
+
+def _tokenizer_or_none(cfg):
+    from .model import load_tokenizer
+
+    try:
+        return load_tokenizer(cfg)
+    except (OSError, ValueError):  # offline, unknown id: the other checks still stand
+        return None
 
 
 def cmd_train(args) -> int:
@@ -69,6 +107,15 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("check", help="report the machine, the profile and library versions").set_defaults(func=cmd_check)
+    p = sub.add_parser("validate-data", help="check a dataset; exit 0 if valid, 2 with every problem listed")
+    p.add_argument("path", help="a .jsonl, .json, .csv or .parquet file, a folder of split files, or a Hub dataset id")
+    p.add_argument("--format", choices=("auto", *FORMATS),
+                   default="auto", help="the record format (default: detected from the field names)")
+    p.add_argument("--map", default="", help="rename fields first, e.g. question=instruction,answer=output")
+    p.add_argument("--max-length", type=int, help="warn about examples longer than this (default: the profile's)")
+    p.add_argument("--model", help="whose tokenizer counts the tokens (default: the profile's model)")
+    p.add_argument("--profile", choices=["tiny", "t4", "ampere"], help="default: from the hardware")
+    p.set_defaults(func=cmd_validate_data)
     p = sub.add_parser("train", help="fine-tune with the run directory's config")
     p.add_argument("--run-dir", required=True, help="the run directory (created if absent)")
     p.add_argument("--profile", choices=["tiny", "t4", "ampere"], help="preset for a new run (default: from the hardware)")

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
+from .formats import FORMATS
+
 PROFILES = ("tiny", "t4", "ampere")
 
 
@@ -57,13 +59,19 @@ class _Checked:
 class DataConfig(_Checked):
     """Which dataset, and how it is split. Introduced in 01_dataset_prep."""
 
-    dataset: str = "data/meetings"  # a folder with train.jsonl (and test.jsonl), a .jsonl file, or a Hub dataset id
+    dataset: str = "data/meetings"  # a folder of split files (train.jsonl, ...), one file, or a Hub dataset id
+    format: str = "auto"  # "auto" (detected from the field names) or one of helpers.formats.FORMATS
+    column_map: dict = field(default_factory=dict)  # rename fields before reading, e.g. {"question": "instruction"}
     validation_size: int = 48  # rows held out of train to watch the eval loss during training
     test_size: int = 60  # rows of the test split used for the task metric (held out from training entirely)
     seed: int = 0
 
     RULES = {
         "dataset": _rule(lambda v: isinstance(v, str) and v.strip() != "", "a path or a Hub dataset id"),
+        "format": _rule(lambda v: v == "auto" or v in FORMATS, "'auto' or one of " + ", ".join(FORMATS)),
+        "column_map": _rule(lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str)
+                                                                  for k, x in v.items()),
+                            "a dict of old field name -> course field name, e.g. {'answer': 'output'}"),
         "validation_size": _positive_int,
         "test_size": _positive_int,
     }

@@ -1,125 +1,203 @@
-"""Load, check, split and save a chat dataset. Introduced in 01_dataset_prep.
+"""Load any dataset into the course's chat form, clean it, split it and save it. Introduced in 01_dataset_prep.
 
 The course's internal form is the chat form TRL understands: one `messages` list per row, each message a dict with
-`role` ("system", "user" or "assistant") and `content` (text), ending with the assistant's reply.
+`role` ("system", "user" or "assistant") and `content` (text), ending with the assistant's reply. `formats.py`
+reads and checks every supported file format and converts it to this form; this module takes it from there.
 """
 
 from __future__ import annotations
 
 import json
+import random
+import re
+import unicodedata
 from pathlib import Path
 
 from .config import RunConfig
+from .formats import EXTENSIONS, DataError, ValidationReport, read_records, validate_file, validate_records
 from .paths import REPO_ROOT
 from .rundir import RunDir
 
-ROLES = ("system", "user", "assistant")
 SPLITS = ("train", "validation", "test")
+SPLIT_FILE_NAMES = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation",
+                    "dev": "validation", "test": "test"}
 
-
-class DataError(ValueError):
-    """A dataset problem, reported as FILE:N: what is wrong, and how to fix it."""
+__all__ = ["DataError", "read_records", "validate_file"]  # re-exported: the notebooks import them from here
 
 
 def resolve_dataset(source: str) -> Path | str:
     """A local path (relative to the working folder or to the course folder) if one exists, else a Hub id."""
-    for base in (Path.cwd(), REPO_ROOT):
-        candidate = (base / source).expanduser()
-        if candidate.exists():
-            return candidate.resolve()
+    if Path(source).expanduser().exists():
+        return Path(source).expanduser()
+    if (REPO_ROOT / source).exists():
+        return REPO_ROOT / source
+    if Path(source).suffix.lower() in EXTENSIONS or source.startswith((".", "/", "~")):
+        where = Path.cwd() if Path.cwd() == REPO_ROOT else f"{Path.cwd()} or from the course folder {REPO_ROOT}"
+        raise DataError(f"{source}: no such file or folder; check the path (a relative path starts from {where})")
     return source
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """Rows of a JSONL file; a broken line is reported with its number, not as a raw traceback."""
-    rows, problems = [], []
-    with open(path, encoding="utf-8-sig") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                problems.append(f"{path}:{n}: not valid JSON ({e.msg} at column {e.colno}); each line must be one "
-                                "complete JSON object")
-    if problems:
-        raise DataError("\n".join(problems[:20]))
-    return rows
+def split_files(folder: Path) -> dict[str, Path]:
+    """train / validation / test files in a folder, in any supported format (valid/val/dev count as validation)."""
+    files = {}
+    for path in sorted(folder.iterdir()):
+        split = SPLIT_FILE_NAMES.get(path.stem.lower())
+        if split and path.suffix.lower() in EXTENSIONS:
+            if split in files:
+                raise DataError(f"{folder}: two files for the {split} split ({files[split].name}, {path.name}); "
+                                "keep one")
+            files[split] = path
+    if "train" not in files:
+        raise DataError(f"{folder}: no training file; name it train.jsonl (or .json, .csv, .parquet), with "
+                        "optional validation.* and test.* beside it")
+    return files
 
 
-def check_chat_rows(rows: list[dict], where: str) -> None:
-    """Check every row is a chat ending with an assistant reply; raise one DataError listing every problem."""
-    problems = []
-    for n, row in enumerate(rows, start=1):
-        problems += [f"{where}:{n}: {p}" for p in _row_problems(row)]
-    if not rows:
-        problems.append(f"{where}: no rows; the file is empty")
-    if problems:
-        more = f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise DataError("\n".join(problems[:20]) + more)
+def read_dataset(source: str, fmt: str | None = None, mapping: dict | str | None = None) -> dict[str, ValidationReport]:
+    """Every split of a dataset, read, checked and converted: a folder of split files, one file, or a Hub id.
 
-
-def _row_problems(row) -> list[str]:
-    if not isinstance(row, dict) or "messages" not in row:
-        keys = list(row) if isinstance(row, dict) else type(row).__name__
-        return [f"expected an object with a 'messages' list, found {keys}; convert the row to chat form"]
-    msgs = row["messages"]
-    if not isinstance(msgs, list) or not msgs:
-        return ["'messages' must be a non-empty list of {'role': ..., 'content': ...} objects"]
-    problems = []
-    for i, m in enumerate(msgs):
-        if not isinstance(m, dict) or not isinstance(m.get("content"), str) or m.get("role") not in ROLES:
-            problems.append(f"message {i} must have a 'role' in {ROLES} and a text 'content', found {m!r:.80}")
-        elif not m["content"].strip():
-            problems.append(f"message {i} ({m['role']}) has empty content; write the text or drop the message")
-    if not problems and msgs[-1]["role"] != "assistant":
-        problems.append("the last message must be the assistant's reply (the text the model learns to write)")
-    return problems
-
-
-def load_raw_splits(source: str) -> dict[str, list[dict]]:
-    """The dataset's own splits as lists of rows: a folder of JSONL files, one JSONL file, or a Hub dataset id."""
+    Raises one DataError listing every problem in every split (FILE:N: what is wrong, and how to fix it).
+    """
     resolved = resolve_dataset(source)
-    if isinstance(resolved, Path):
-        files = {p.stem: p for p in sorted(resolved.glob("*.jsonl"))} if resolved.is_dir() else {"train": resolved}
-        if "train" not in files:
-            raise DataError(f"{resolved}: expected a train.jsonl file (and optionally test.jsonl) in this folder")
-        splits = {name: read_jsonl(path) for name, path in files.items()}
-        for name, rows in splits.items():
-            check_chat_rows(rows, str(files[name]))
-        return splits
-    from datasets import load_dataset  # a Hub id: same checks on what arrives
+    if isinstance(resolved, str):
+        reports = read_hub_dataset(resolved, fmt, mapping)
+    else:
+        files = split_files(resolved) if resolved.is_dir() else {"train": resolved}
+        reports = {split: validate_file(path, fmt, mapping) for split, path in files.items()}
+    problems = [p for r in reports.values() for p in r.problem_text().splitlines() if not r.ok]
+    if problems:
+        raise DataError("\n".join(problems))
+    return reports
+
+
+def read_hub_dataset(dataset_id: str, fmt: str | None = None,
+                     mapping: dict | str | None = None) -> dict[str, ValidationReport]:
+    """A Hugging Face Hub dataset (or anything `datasets.load_dataset` reads), through the same checks."""
+    from datasets import load_dataset
 
     try:
-        ds = load_dataset(resolved)
+        ds = load_dataset(dataset_id)
     except Exception as e:  # network down, id misspelt, gated dataset
-        raise DataError(f"could not load the dataset {source!r} from the Hugging Face Hub ({type(e).__name__}); "
-                        "check the id, your network, or give a local folder or .jsonl file instead") from None
-    splits = {name: list(ds[name]) for name in ds}
-    for name, rows in splits.items():
-        check_chat_rows(rows, f"{source}[{name}]")
-    return splits
+        raise DataError(f"could not load the dataset {dataset_id!r} from the Hugging Face Hub ({type(e).__name__}); "
+                        "check the id, your network, or give a local folder or file instead") from None
+    reports = {}
+    for name in ds:
+        split = SPLIT_FILE_NAMES.get(name, name)
+        reports[split] = validate_records(list(ds[name]), f"{dataset_id}[{name}]", unit="record", fmt=fmt,
+                                          mapping=mapping)
+    if "train" not in reports:
+        raise DataError(f"{dataset_id}: no 'train' split (found {', '.join(ds)}); pick a dataset with one")
+    return reports
 
 
-def prepare_splits(cfg: RunConfig, run: RunDir) -> dict[str, list[dict]]:
-    """Train / validation / test with a fixed seed, saved as JSONL in the run directory."""
-    import random
+def load_raw_splits(source: str, fmt: str | None = None, mapping: dict | str | None = None) -> dict[str, list[dict]]:
+    """The dataset's own splits as lists of chat rows (see `read_dataset`)."""
+    return {split: report.rows for split, report in read_dataset(source, fmt, mapping).items()}
 
-    raw = load_raw_splits(cfg.data.dataset)
-    train = list(raw["train"])
+
+# --- cleaning -------------------------------------------------------------------------------------------------
+def clean_text(text: str) -> str:
+    """Unix line ends, no trailing spaces on a line, at most one blank line in a row, no space at either end."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = "\n".join(line.rstrip() for line in text.split("\n"))
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def normalized_key(row: dict) -> str:
+    """A row's text with case, accents' encoding, punctuation and spacing ignored: near-duplicates share it."""
+    parts = []
+    for m in row["messages"]:
+        text = unicodedata.normalize("NFKC", m["content"]).casefold()
+        parts.append(m["role"] + ":" + " ".join(re.sub(r"[\W_]+", " ", text).split()))
+    return "|".join(parts)
+
+
+def clean_splits(reports: dict[str, ValidationReport], tokenizer=None,
+                 max_length: int | None = None) -> tuple[dict[str, list[dict]], dict]:
+    """Clean every split and say what was removed and why.
+
+    Steps: empty records (skipped when read), whitespace tidied, exact duplicates, near-duplicates (same text up
+    to case, punctuation and spacing), examples longer than `max_length` tokens (train and validation: truncating
+    them would cut off the answer), and training rows that also occur in validation or test (a leak that would
+    inflate every score). The report counts each step per split and lists every removed row.
+    """
+    cleaned, counts, removed = {}, {}, []
+    order = [s for s in reports if s != "train"] + ["train"]  # eval splits first: train is checked against them
+    held_out = set()
+    for split in order:
+        report = reports[split]
+        c = {"rows_in": len(report.rows) + len(report.empty), "empty": len(report.empty), "whitespace_fixed": 0,
+             "exact_duplicates": 0, "near_duplicates": 0, "too_long": 0, "also_in_eval_splits": 0}
+        removed += [{"split": split, report.unit: n, "reason": "empty record", "text": ""} for n in report.empty]
+        lengths = token_lengths(report.rows, tokenizer) if tokenizer is not None and max_length else None
+        exact, near, kept = set(), set(), []
+        for i, (n, row) in enumerate(zip(report.locations, report.rows)):
+            tidy = {"messages": [{"role": m["role"], "content": clean_text(m["content"])} for m in row["messages"]]}
+            c["whitespace_fixed"] += tidy != row
+            key, nkey = json.dumps(tidy, ensure_ascii=False), normalized_key(tidy)
+            reason = ("exact_duplicates" if key in exact else "near_duplicates" if nkey in near
+                      else "too_long" if lengths and split != "test" and lengths[i] > max_length
+                      else "also_in_eval_splits" if split == "train" and nkey in held_out else None)
+            exact.add(key), near.add(nkey)
+            if reason:
+                c[reason] += 1
+                removed.append({"split": split, report.unit: n, "reason": reason.replace("_", " "),
+                                "text": tidy["messages"][-1]["content"][:80]})
+            else:
+                kept.append(tidy)
+        if split != "train":
+            held_out |= {normalized_key(r) for r in kept}
+        c["rows_out"] = len(kept)
+        cleaned[split], counts[split] = kept, c
+    order = [s for s in SPLITS if s in counts]
+    return ({s: cleaned[s] for s in order},
+            {"counts": {s: counts[s] for s in order}, "removed": removed, "max_length": max_length})
+
+
+# --- splitting and saving ---------------------------------------------------------------------------------------
+def make_splits(cleaned: dict[str, list[dict]], cfg: RunConfig) -> dict[str, list[dict]]:
+    """train / validation / test with a fixed seed: the dataset's own splits where it has them, else cut from train.
+
+    A cut takes `cfg.data.test_size` / `validation_size` rows, but never more than a tenth of train each, so a small
+    dataset keeps most of its rows for training.
+    """
+    train = list(cleaned["train"])
     random.Random(cfg.data.seed).shuffle(train)
-    n_val = cfg.data.validation_size
-    test = raw.get("test") or raw.get("validation")
-    if test is None:  # no held-out split shipped: cut one from train as well
-        test, train = train[:cfg.data.test_size], train[cfg.data.test_size:]
-    if len(train) <= n_val:
-        raise DataError(f"{cfg.data.dataset}: only {len(train)} training rows, but validation_size is {n_val}; "
-                        "lower cfg.data.validation_size or add rows")
-    splits = {"train": train[n_val:], "validation": train[:n_val], "test": test[:cfg.data.test_size]}
+    out = {}
+    for split, size in (("test", cfg.data.test_size), ("validation", cfg.data.validation_size)):
+        if split in cleaned:
+            out[split] = cleaned[split][:size]
+            continue
+        n = min(size, len(train) // 10)
+        if n == 0:
+            raise DataError(f"{cfg.data.dataset}: only {len(train)} training rows, too few to hold out a {split} "
+                            "split (10 is the least); add rows, or ship a test file beside train")
+        out[split], train = train[:n], train[n:]
+    return {"train": train, "validation": out["validation"], "test": out["test"]}
+
+
+def save_splits(splits: dict[str, list[dict]], run: RunDir, cleaning: dict | None = None) -> Path:
+    """Write the splits as JSONL (and the cleaning report) into the run directory's data/ folder."""
     run.data_dir.mkdir(parents=True, exist_ok=True)
     for name, rows in splits.items():
         with open(run.data_dir / f"{name}.jsonl", "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    if cleaning is not None:
+        (run.data_dir / "cleaning_report.json").write_text(json.dumps(cleaning, indent=1, ensure_ascii=False) + "\n",
+                                                          encoding="utf-8")
+    return run.data_dir
+
+
+def prepare_splits(cfg: RunConfig, run: RunDir, tokenizer=None) -> dict[str, list[dict]]:
+    """Read, check, clean, split and save, as 01_dataset_prep does step by step. The input is never modified."""
+    if tokenizer is None:
+        from .model import load_tokenizer
+
+        tokenizer = load_tokenizer(cfg)
+    reports = read_dataset(cfg.data.dataset, cfg.data.format, cfg.data.column_map)
+    cleaned, cleaning = clean_splits(reports, tokenizer, cfg.train.max_length)
+    splits = make_splits(cleaned, cfg)
+    save_splits(splits, run, cleaning)
     return splits
 
 
@@ -131,7 +209,13 @@ def load_splits(cfg: RunConfig, run: RunDir):
         print(f"No prepared data in {run.data_dir}: preparing it now from {cfg.data.dataset} "
               "(what 01_dataset_prep does).")
         prepare_splits(cfg, run)
-    return DatasetDict({s: Dataset.from_list(read_jsonl(run.data_dir / f"{s}.jsonl")) for s in SPLITS})
+    return DatasetDict({s: Dataset.from_list(read_prepared(run, s)) for s in SPLITS})
+
+
+def read_prepared(run: RunDir, split: str) -> list[dict]:
+    """One prepared split from the run directory (written by `save_splits`)."""
+    path = run.data_dir / f"{split}.jsonl"
+    return validate_file(path, fmt="chat").raise_if_problems().rows
 
 
 def prompt_of(row: dict) -> list[dict]:

@@ -4,8 +4,9 @@ import sys
 
 import pytest
 
-from helpers.data import (DataError, check_chat_rows, load_raw_splits, loss_mask_tokens, prepare_splits, read_jsonl,
-                          render_loss_mask, to_sft_format)
+from helpers.data import (DataError, clean_splits, load_raw_splits, loss_mask_tokens, prepare_splits, read_hub_dataset,
+                          read_prepared, render_loss_mask, to_sft_format)
+from helpers.formats import validate_records
 from helpers.paths import DATA_DIR, REPO_ROOT
 
 
@@ -34,31 +35,60 @@ def test_corpus_never_contains_the_answers():
         assert row["messages"][-1]["content"] not in corpus
 
 
-@pytest.mark.parametrize("row, message", [
-    ({"text": "hello"}, "expected an object with a 'messages' list"),
-    ({"messages": "hi"}, "must be a non-empty list"),
-    ({"messages": [{"role": "user", "content": "hi"}]}, "last message must be the assistant's reply"),
-    ({"messages": [{"role": "bot", "content": "hi"}]}, "'role' in"),
-    ({"messages": [{"role": "user", "content": None}, {"role": "assistant", "content": "x"}]}, "text 'content'"),
-    ({"messages": [{"role": "user", "content": "  "}, {"role": "assistant", "content": "x"}]}, "empty content"),
-])
-def test_bad_rows_are_reported_with_file_and_row(row, message):
-    good = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
-    with pytest.raises(DataError) as e:
-        check_chat_rows([good, row], "mine.jsonl")
-    assert "mine.jsonl:2:" in str(e.value) and message in str(e.value)
-
-
-def test_broken_json_line_is_reported_with_its_number(tmp_path):
-    path = tmp_path / "train.jsonl"
-    path.write_text('{"messages": []}\n{"messages": [\n')
-    with pytest.raises(DataError, match=r"train.jsonl:2: not valid JSON"):
-        read_jsonl(path)
-
-
 def test_missing_dataset_is_a_clear_error():
     with pytest.raises(DataError, match="could not load the dataset"):
         load_raw_splits("no/such-dataset-anywhere")
+    with pytest.raises(DataError, match="no such file or folder"):
+        load_raw_splits("data/no-such-file.jsonl")
+
+
+def test_hub_code_path_reads_and_checks_like_a_local_file(tmp_path):
+    """`datasets.load_dataset` also reads a local folder: the Hub path, tested offline on local files."""
+    rows = [{"question": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(12)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    problems = read_hub_dataset(str(tmp_path))["train"].problems
+    assert problems == [f"{tmp_path}[train]: every record has the fields 'question', 'answer'; none is a field the "
+                        "course knows; rename them with --map question=instruction,answer=output (known fields: "
+                        "completion, conversations, input, instruction, messages, output, prompt, system, text)"]
+    reports = read_hub_dataset(str(tmp_path), mapping={"question": "instruction", "answer": "output"})
+    assert reports["train"].rows[3]["messages"][1]["content"] == "6"
+    (tmp_path / "test.jsonl").write_text(json.dumps({"question": "What is 1 + 1?", "answer": " "}) + "\n")
+    reports = read_hub_dataset(str(tmp_path), mapping={"question": "instruction", "answer": "output"})
+    assert reports["test"].problems == [f"{tmp_path}[test]:1: 'output' is empty; write the text or drop the record"]
+
+
+def test_a_folder_of_csv_splits_loads(tmp_path):
+    (tmp_path / "train.csv").write_text("instruction,output\n" + "".join(f"Double {i}.,{2 * i}\n" for i in range(20)))
+    (tmp_path / "dev.csv").write_text("instruction,output\nDouble 50.,100\n")
+    splits = load_raw_splits(str(tmp_path))
+    assert set(splits) == {"train", "validation"} and len(splits["train"]) == 20
+
+
+def _report(rows, where="train.jsonl"):
+    return validate_records([{"instruction": i, "output": o} for i, o in rows], where)
+
+
+def test_cleaning_removes_and_reports_every_kind_of_row(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    train = _report([("Name a colour.", "Blue.  \r\nDark blue."),   # whitespace tidied, kept
+                     ("Name a colour.", "Blue.\nDark blue."),       # exact duplicate once tidied
+                     ("name a colour", "blue dark blue"),           # near-duplicate
+                     ("Name a fruit.", "Pear."),                    # also in test: a leak
+                     (" ".join(["word"] * 200), "Too long."),                  # longer than max_length
+                     ("Name a tree.", "Oak.")])
+    train.empty.append(9)
+    test = _report([("Name a FRUIT!", "pear")], "test.jsonl")
+    cleaned, report = clean_splits({"train": train, "test": test}, tok, max_length=64)
+    assert [r["messages"][1]["content"] for r in cleaned["train"]] == ["Blue.\nDark blue.", "Oak."]
+    counts = report["counts"]["train"]
+    assert counts == {"rows_in": 7, "empty": 1, "whitespace_fixed": 1, "exact_duplicates": 1, "near_duplicates": 1,
+                      "too_long": 1, "also_in_eval_splits": 1, "rows_out": 2}
+    assert {(r["line"], r["reason"]) for r in report["removed"]} == {
+        (9, "empty record"), (2, "exact duplicates"), (3, "near duplicates"), (5, "too long"),
+        (4, "also in eval splits")}
+    assert cleaned["test"] == test.rows  # test rows are never length-filtered
 
 
 def test_splits_are_disjoint_deterministic_and_saved(tiny_run):
@@ -70,7 +100,17 @@ def test_splits_are_disjoint_deterministic_and_saved(tiny_run):
     assert not train & {json.dumps(r) for r in first["validation"]}
     assert not train & {json.dumps(r) for r in first["test"]}
     assert len(first["validation"]) == cfg.data.validation_size
-    assert read_jsonl(run.data_dir / "test.jsonl") == first["test"]
+    assert read_prepared(run, "test") == first["test"]
+    report = json.loads((run.data_dir / "cleaning_report.json").read_text())
+    assert report["counts"]["train"]["rows_out"] == len(first["train"])
+
+
+def test_a_single_small_file_is_split_by_tenths(tiny_run):
+    cfg, run = tiny_run
+    cfg.data.dataset = "data/instructions.json"
+    splits = prepare_splits(cfg, run)
+    sizes = {k: len(v) for k, v in splits.items()}
+    assert sizes == {"train": 63, "validation": 6, "test": 7}  # 76 rows: a tenth for test, then of the rest
 
 
 def test_template_without_generation_markers_becomes_prompt_completion(tiny_model_dir):

@@ -1,0 +1,493 @@
+"""Read a dataset in any common format, check every record, and convert it to the course's chat form.
+
+Introduced in 01_dataset_prep; `python -m helpers validate-data PATH` runs exactly the same checks.
+
+Record formats, detected from the field names (or named with `fmt=` / `--format`):
+
+    instruction        {"instruction", "input" (optional), "output", "system" (optional)}   the Alpaca style
+    chat               {"messages": [{"role", "content"}, ...]}                               OpenAI / TRL style
+    sharegpt           {"conversations": [{"from", "value"}, ...]}                            ShareGPT style
+    prompt_completion  {"prompt", "completion"}  (text, or lists of messages)                 TRL's own
+    text               {"text"}                                                               raw text
+
+Files: `.jsonl` (one record per line), `.json` (an array of records), `.csv` (a header row), `.parquet`.
+Problems are reported as `FILE:N: what is wrong, and how to fix it`, where N is the 1-based line of a JSONL or
+CSV file and the 1-based record of a JSON array or Parquet file. Nothing here ever modifies the input file.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROLES = ("system", "user", "assistant")
+FORMATS = ("instruction", "chat", "sharegpt", "prompt_completion", "text")
+# The field that identifies each format, and the fields it may have.
+SIGNATURE = {"messages": "chat", "conversations": "sharegpt", "instruction": "instruction", "prompt": "prompt_completion",
+             "text": "text"}
+FIELDS = {"instruction": ("instruction", "input", "output", "system"), "chat": ("messages",),
+          "sharegpt": ("conversations", "system"), "prompt_completion": ("prompt", "completion"), "text": ("text",)}
+REQUIRED = {"instruction": ("instruction", "output"), "chat": ("messages",), "sharegpt": ("conversations",),
+            "prompt_completion": ("prompt", "completion"), "text": ("text",)}
+# Names other datasets use for our fields: used to suggest a --map, never applied silently.
+SYNONYMS = {"question": "instruction", "query": "instruction", "task": "instruction", "context": "input",
+            "answer": "output", "response": "output", "target": "output", "reply": "output", "label": "output",
+            "dialog": "messages", "conversation": "messages", "content": "text", "body": "text"}
+SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "model": "assistant", "bot": "assistant", "chatgpt": "assistant"}
+EXTENSIONS = (".jsonl", ".json", ".csv", ".parquet")
+MAX_PROBLEMS = 50
+MIN_EXAMPLES = 50
+SHORT_REPLY = 3  # characters
+
+
+class DataError(ValueError):
+    """A dataset problem, reported as FILE:N: what is wrong, and how to fix it."""
+
+
+@dataclass
+class ValidationReport:
+    """What `validate_file` found: the detected format, the converted rows, problems (errors) and warnings."""
+
+    source: str
+    format: str | None = None
+    rows: list[dict] = field(default_factory=list)  # chat-form rows, only when there are no problems
+    locations: list[int] = field(default_factory=list)  # the line / record number of each row in the source
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    empty: list[int] = field(default_factory=list)  # records with every field blank: skipped, nothing lost
+    unit: str = "line"
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def problem_text(self) -> str:
+        shown = self.problems[:MAX_PROBLEMS]
+        more = len(self.problems) - len(shown)
+        return "\n".join(shown) + (f"\n... and {more} more problems; fix these and run again" if more else "")
+
+    def summary(self) -> str:
+        if not self.ok:
+            return f"{self.source}: {_n(len(self.problems), 'problem')}\n{self.problem_text()}"
+        lines = [f"{self.source}: {_n(len(self.rows), 'example')}, format '{self.format}', valid"]
+        lines += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+    def raise_if_problems(self) -> "ValidationReport":
+        if self.problems:
+            raise DataError(self.problem_text())
+        return self
+
+
+def parse_mapping(text: str | dict | None) -> dict[str, str]:
+    """`"question=instruction,answer=output"` (or a dict) -> {"question": "instruction", "answer": "output"}."""
+    if not text:
+        return {}
+    if isinstance(text, dict):
+        return dict(text)
+    mapping = {}
+    for pair in text.split(","):
+        old, sep, new = pair.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise DataError(f"--map expects old=new pairs separated by commas, such as "
+                            f"question=instruction,answer=output; {pair!r} is not one")
+        mapping[old.strip()] = new.strip()
+    return mapping
+
+
+# --- reading files ------------------------------------------------------------------------------------------
+def read_records(path: str | Path) -> tuple[list, list[int], str]:
+    """The records of one file, the line or record number of each, and which ("line" or "record") it is."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file; check the path (a relative path starts from {Path.cwd()})")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; give one file, or load the folder with load_raw_splits")
+    suffix = path.suffix.lower()
+    if suffix not in EXTENSIONS:
+        raise DataError(f"{path}: unsupported file type {suffix or '(none)'!r}; save it as "
+                        + ", ".join(EXTENSIONS))
+    if suffix == ".parquet":
+        return _read_parquet(path)
+    text = _read_text(path)
+    return {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv}[suffix](path, text)
+
+
+def _read_text(path: Path) -> str:
+    data = path.read_bytes()
+    if not data:
+        raise DataError(f"{path}: the file is empty (0 bytes); write the examples into it, one per line for .jsonl")
+    if b"\x00" in data[:8192]:
+        raise DataError(f"{path}: this is a binary file, not text; export the data as .jsonl, .json, .csv or "
+                        ".parquet (and check that this is the file you meant)")
+    try:
+        text = data.decode("utf-8-sig")  # a byte-order mark (Excel, Notepad) is fine
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x}); save the file with UTF-8 "
+                        "encoding") from None
+    if not text.strip():
+        raise DataError(f"{path}: the file holds only blank lines or spaces; write the examples into it")
+    return text
+
+
+def _read_jsonl(path: Path, text: str) -> tuple[list, list[int], str]:
+    records, lines, problems = [], [], []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+            lines.append(n)
+        except json.JSONDecodeError as e:
+            problems.append(f"{path}:{n}: not valid JSON ({e.msg} at column {e.colno}); each line must be one "
+                            "complete JSON object, such as {\"instruction\": ..., \"output\": ...}")
+    if problems and text.lstrip().startswith("["):
+        raise DataError(f"{path}:1: this looks like a JSON array, not JSON Lines; rename the file to .json")
+    if problems:
+        raise DataError(_capped(problems))
+    return records, lines, "line"
+
+
+def _read_json(path: Path, text: str) -> tuple[list, list[int], str]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        if e.msg == "Extra data" and text.lstrip().startswith("{"):
+            raise DataError(f"{path}:{e.lineno}: more than one JSON value in the file: this looks like JSON Lines "
+                            "(one object per line); rename the file to .jsonl") from None
+        cut = " (the file may be cut short: was it copied or downloaded completely?)" if e.pos >= len(
+            text.rstrip()) else ""
+        raise DataError(f"{path}:{e.lineno}: not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}{cut}; "
+                        "fix the file (a JSON validator shows the spot)") from None
+    if isinstance(data, dict):
+        lists = [k for k, v in data.items() if isinstance(v, list)]
+        hint = f" (the records may be the list under {lists[0]!r}: save that list alone)" if lists else ""
+        raise DataError(f"{path}: the file holds one JSON object, but a .json dataset must be an array of records, "
+                        f"[{{...}}, {{...}}]{hint}; or write one object per line in a .jsonl file")
+    if not isinstance(data, list):
+        raise DataError(f"{path}: the file holds a JSON {type(data).__name__}, not an array of records")
+    return data, list(range(1, len(data) + 1)), "record"
+
+
+def _read_csv(path: Path, text: str) -> tuple[list, list[int], str]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+        records, lines, problems, end = [], [], [], reader.line_num
+        for cells in reader:
+            start, end = end + 1, reader.line_num
+            if not any(c.strip() for c in cells):
+                if cells:
+                    records.append(dict.fromkeys(header, "")), lines.append(start)
+                continue
+            if len(cells) != len(header):
+                problems.append(f"{path}:{start}: {len(cells)} fields, but the header has {len(header)}; put "
+                                "quotes around a field that contains a comma or a line break")
+                continue
+            records.append(dict(zip(header, cells)))
+            lines.append(start)
+    except csv.Error as e:
+        raise DataError(f"{path}:{reader.line_num}: not valid CSV ({e}); check the quotes on that line") from None
+    if problems:
+        raise DataError(_capped(problems))
+    header = [h.strip() for h in header]
+    records = [{k.strip(): v for k, v in r.items()} for r in records]
+    if not records:
+        raise DataError(f"{path}: a header ({', '.join(header)}) but no rows; add the examples below it")
+    return records, lines, "line"
+
+
+def _read_parquet(path: Path) -> tuple[list, list[int], str]:
+    import pyarrow.parquet as pq
+
+    try:
+        records = pq.read_table(path).to_pylist()
+    except Exception as e:  # pyarrow raises several types for a damaged or mislabelled file
+        reason = str(e).split(": ")[-1].split(". ")[0]
+        raise DataError(f"{path}: not a readable Parquet file ({reason}); "
+                        "re-export it, or save the data as .jsonl") from None
+    if not records:
+        raise DataError(f"{path}: the Parquet file has no rows")
+    return records, list(range(1, len(records) + 1)), "record"
+
+
+def _capped(problems: list[str]) -> str:
+    more = len(problems) - MAX_PROBLEMS
+    return "\n".join(problems[:MAX_PROBLEMS]) + (f"\n... and {more} more problems" if more > 0 else "")
+
+
+# --- checking and converting records -------------------------------------------------------------------------
+def detect_format(record) -> str | None:
+    """The format a record is written in, from its field names; None if no known field is present."""
+    if isinstance(record, dict):
+        for key, fmt in SIGNATURE.items():
+            if key in record:
+                return fmt
+    return None
+
+
+def _is_blank(record) -> bool:
+    return isinstance(record, dict) and all(v is None or (isinstance(v, str) and not v.strip())
+                                            for v in record.values())
+
+
+def _text(value, name: str) -> tuple[str | None, str | None]:
+    """(the text, None) or (None, what is wrong with it)."""
+    if isinstance(value, str):
+        return (value, None) if value.strip() else (None, f"{name} is empty; write the text or drop the record")
+    if value is None:
+        return None, f"{name} is missing (null); every record needs it"
+    if isinstance(value, list):
+        return None, f"{name} is a list, but text belongs here; join the items into one string"
+    if isinstance(value, (int, float, bool)):
+        kind = "true/false value" if isinstance(value, bool) else "number"
+        return None, f"{name} is a {kind} ({json.dumps(value)}), but text belongs here; write it in quotes, " \
+                     f"\"{value}\""
+    return None, f"{name} is a {type(value).__name__}, but text belongs here"
+
+
+def _check_messages(msgs, name: str = "'messages'", role_key: str = "role", text_key: str = "content",
+                    role_map: dict | None = None, needs_reply: bool = True) -> tuple[list[dict], list[str]]:
+    if isinstance(msgs, str):
+        return [], [f"{name} is a string, but it must be a list of {{{role_key!r}: ..., {text_key!r}: ...}} objects "
+                    "(was it JSON-encoded twice?)"]
+    if not isinstance(msgs, list) or not msgs:
+        return [], [f"{name} must be a non-empty list of {{{role_key!r}: ..., {text_key!r}: ...}} objects"]
+    out, problems = [], []
+    allowed = role_map or {r: r for r in ROLES}
+    for i, m in enumerate(msgs, start=1):
+        if not isinstance(m, dict):
+            problems.append(f"message {i} is a {type(m).__name__}, not a {{{role_key!r}, {text_key!r}}} object")
+            continue
+        role = m.get(role_key)
+        if role not in allowed:
+            hint = " (this is ShareGPT style: use --format sharegpt)" if "from" in m and role_key == "role" else ""
+            problems.append(f"message {i} has {role_key} {role!r}; use one of {', '.join(allowed)}{hint}")
+            continue
+        content, wrong = _text(m.get(text_key), f"message {i} ({role}) {text_key}")
+        if wrong:
+            problems.append(wrong)
+            continue
+        out.append({"role": allowed[role], "content": content})
+    if problems:
+        return [], problems
+    if any(m["role"] == "system" for m in out[1:]):
+        problems.append("a system message may only come first; move it to the start or make it a user message")
+    if not needs_reply:
+        return out, problems
+    if not any(m["role"] == "assistant" for m in out):
+        problems.append("no assistant reply: a training example must end with the assistant's message, the text "
+                        "the model learns to write")
+    elif out[-1]["role"] != "assistant":
+        problems.append(f"the last message is from the {out[-1]['role']}; end with the assistant's reply, or drop "
+                        "the trailing message")
+    return out, problems
+
+
+def to_messages(record: dict, fmt: str) -> tuple[list[dict], list[str]]:
+    """One record in format `fmt` as chat messages, and what is wrong with it (an empty list when nothing is)."""
+    missing = [f for f in REQUIRED[fmt] if f not in record]
+    if missing:
+        return [], [f"missing field {', '.join(repr(m) for m in missing)} (the {fmt!r} format needs "
+                     f"{', '.join(REQUIRED[fmt])})"]
+    if fmt == "chat":
+        return _check_messages(record["messages"])
+    if fmt == "sharegpt":
+        msgs, problems = _check_messages(record["conversations"], "'conversations'", "from", "value", SHAREGPT_ROLES)
+        return _with_system(record, msgs, problems)
+    if fmt == "text":
+        text, wrong = _text(record["text"], "'text'")
+        return ([{"role": "assistant", "content": text}], []) if text else ([], [wrong])
+    if fmt == "instruction":
+        instruction, w1 = _text(record["instruction"], "'instruction'")
+        output, w2 = _text(record["output"], "'output'")
+        extra = record.get("input")
+        w3 = None if extra is None or isinstance(extra, str) else _text(extra, "'input'")[1]
+        problems = [w for w in (w1, w2, w3) if w]
+        if problems:
+            return [], problems
+        prompt = instruction + (f"\n\n{extra}" if extra and extra.strip() else "")
+        msgs = [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]
+        return _with_system(record, msgs, [])
+    # prompt_completion: plain text, or (TRL's conversational form) lists of messages
+    prompt, completion = record["prompt"], record["completion"]
+    if isinstance(prompt, list) or isinstance(completion, list):
+        if not (isinstance(prompt, list) and isinstance(completion, list)):
+            return [], ["'prompt' and 'completion' must both be text, or both be lists of messages"]
+        before, p1 = _check_messages(prompt, "'prompt'", needs_reply=False)
+        after, p2 = _check_messages(completion, "'completion'")
+        return before + after, p1 + p2
+    p, w1 = _text(prompt, "'prompt'")
+    c, w2 = _text(completion, "'completion'")
+    problems = [w for w in (w1, w2) if w]
+    return ([{"role": "user", "content": p}, {"role": "assistant", "content": c}], []) if not problems else ([], problems)
+
+
+def _with_system(record: dict, msgs: list[dict], problems: list[str]) -> tuple[list[dict], list[str]]:
+    system = record.get("system")
+    if problems or system is None or (isinstance(system, str) and not system.strip()):
+        return msgs, problems
+    text, wrong = _text(system, "'system'")
+    return ([], [wrong]) if wrong else ([{"role": "system", "content": text}] + msgs, [])
+
+
+def _map_hint(keys: list[str]) -> str:
+    """How to rename unknown fields: a suggested --map from common synonyms and near-misspellings."""
+    known = sorted({f for fs in FIELDS.values() for f in fs})
+    pairs = []
+    for k in keys:
+        target = SYNONYMS.get(k.lower()) or next(iter(difflib.get_close_matches(k.lower(), known, n=1)), None)
+        if target:
+            pairs.append(f"{k}={target}")
+    fix = f"--map {','.join(pairs)}" if pairs else "--map old=new"
+    return f"none is a field the course knows; rename them with {fix} (known fields: {', '.join(known)})"
+
+
+def _schema_problem(records: list, fmt: str | None, header_at: str) -> str | None:
+    """When every record has the same fields (a CSV header, a Parquet or Hub table), report a wrong schema once."""
+    keysets = {tuple(r) for r in records if isinstance(r, dict) and not _is_blank(r)}
+    if len(keysets) != 1:
+        return None
+    keys = list(next(iter(keysets)))
+    own = detect_format(dict.fromkeys(keys))
+    columns = (f"the header's columns are {', '.join(map(repr, keys))}" if header_at.endswith(":1:")
+               else f"every record has the fields {', '.join(map(repr, keys))}")
+    if own is None:
+        return f"{header_at} {columns}; {_map_hint(keys)}"
+    missing = [f for f in REQUIRED[fmt or own] if f not in keys]
+    if missing:
+        return (f"{header_at} {columns}, but the {fmt or own!r} format needs {', '.join(REQUIRED[fmt or own])}: "
+                f"{', '.join(map(repr, missing))} missing; add it, or rename a column with --map old=new")
+    return None
+
+
+def validate_records(records: list, where: str, locations: list[int] | None = None, unit: str = "line",
+                     fmt: str | None = None, mapping: dict | str | None = None,
+                     header_at: str | None = None) -> ValidationReport:
+    """Check every record, convert the valid ones to chat form, and collect problems as WHERE:N: messages.
+
+    `header_at` says where a problem shared by every record is reported (a CSV's header line); default WHERE:.
+    """
+    header_at = header_at or f"{where}:"
+    locations = locations or list(range(1, len(records) + 1))
+    mapping = parse_mapping(mapping)
+    report = ValidationReport(source=where, unit=unit)
+    fmt = None if fmt == "auto" else fmt
+    explicit = fmt is not None
+    if fmt is not None and fmt not in FORMATS:
+        raise DataError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)} (or leave it out to detect it)")
+    if mapping:
+        present = {k for r in records if isinstance(r, dict) for k in r}
+        absent = [k for k in mapping if k not in present]
+        if absent:
+            report.problems.append(f"{where}: --map names {', '.join(map(repr, absent))}, which no record has; "
+                                   f"the fields are {', '.join(sorted(present))}")
+            return report
+        records = [{mapping.get(k, k): v for k, v in r.items()} if isinstance(r, dict) else r for r in records]
+    schema = _schema_problem(records, fmt, header_at)
+    if schema:
+        report.problems.append(schema)
+        return report
+    detected = {}
+    for n, record in zip(locations, records):
+        if not _is_blank(record):
+            detected.setdefault(detect_format(record), []).append(n)
+    formats = [f for f in detected if f is not None]
+    if fmt is None:
+        fmt = max(formats, key=lambda f: len(detected[f])) if formats else None
+    report.format = fmt
+    for n, record in zip(locations, records):
+        at = f"{where}:{n}:"
+        if _is_blank(record):
+            report.empty.append(n)
+            continue
+        if not isinstance(record, dict):
+            report.problems.append(f"{at} a JSON {type(record).__name__}, but each record must be an object "
+                                   "with named fields, such as {\"instruction\": ..., \"output\": ...}")
+            continue
+        own = detect_format(record)
+        if own is None:
+            report.problems.append(f"{at} the fields are {', '.join(map(repr, record))}; {_map_hint(list(record))}")
+            continue
+        if fmt is not None and own != fmt and not set(record) & set(FIELDS[fmt]):
+            said = (f"--format is {fmt!r}; leave --format out to detect it, or convert the file" if explicit else
+                    f"the file's records are {fmt!r} (first at {unit} {detected[fmt][0]}); one file holds one "
+                    "format: convert this record or move it to its own file")
+            report.problems.append(f"{at} this record is in the {own!r} format, but {said}")
+            continue
+        msgs, problems = to_messages(record, fmt)
+        report.problems += [f"{at} {p}" for p in problems]
+        if not problems:
+            report.rows.append({"messages": msgs})
+            report.locations.append(n)
+    if not report.rows and not report.problems:
+        report.problems.append(f"{where}: no examples; every record is empty")
+    if report.problems:
+        report.rows, report.locations = [], []
+    else:
+        report.warnings = dataset_warnings(report)
+    return report
+
+
+def dataset_warnings(report: ValidationReport, tokenizer=None, max_length: int | None = None) -> list[str]:
+    """Things that are allowed but worth a look: few examples, duplicates, very short replies, empty records,
+    and (given a tokenizer) examples longer than max_length."""
+    rows, where, unit = report.rows, report.source, report.unit
+    warnings = []
+    held_out = re.search(r"(^|[/\\\[])(test|validation|valid|val|dev)(\.\w+|\])$", where)
+    if len(rows) < MIN_EXAMPLES and not held_out:  # a small validation or test split is normal
+        warnings.append(f"only {_n(len(rows), 'example')}; fine-tuning usually needs at least {MIN_EXAMPLES} (hundreds "
+                        "are better) to learn a pattern rather than memorise a few answers")
+    if report.empty:
+        warnings.append(f"{_n(len(report.empty), 'empty record')} skipped ({unit}s {_some(report.empty)})")
+    seen, dupes = {}, []
+    for n, row in zip(report.locations, rows):
+        key = json.dumps(row["messages"], ensure_ascii=False)
+        if key in seen:
+            dupes.append(f"{n} = {seen[key]}")
+        seen.setdefault(key, n)
+    if dupes:
+        warnings.append(f"{_n(len(dupes), 'exact duplicate')} ({unit}s {_some(dupes)}); cleaning removes them")
+    short = [n for n, row in zip(report.locations, rows) if len(row["messages"][-1]["content"].strip()) < SHORT_REPLY]
+    if short:
+        warnings.append(f"{_n(len(short), 'reply')} shorter than {SHORT_REPLY} characters ({unit}s {_some(short)}); "
+                        "check they are meant to be that short")
+    if tokenizer is not None and max_length:
+        from .data import token_lengths
+
+        long = [(n, k) for n, k in zip(report.locations, token_lengths(rows, tokenizer)) if k > max_length]
+        if long:
+            warnings.append(f"{_n(len(long), 'example')} longer than max_length={max_length} tokens (longest "
+                            f"{max(k for _, k in long)}, {unit}s {_some([n for n, _ in long])}): they would be "
+                            "truncated, cutting off the answer; cleaning drops them, or raise max_length")
+    return warnings
+
+
+def _n(count: int, noun: str) -> str:
+    """'1 example', '3 examples'."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _some(items: list, k: int = 5) -> str:
+    return ", ".join(map(str, items[:k])) + (f" and {len(items) - k} more" if len(items) > k else "")
+
+
+def validate_file(path: str | Path, fmt: str | None = None, mapping: dict | str | None = None,
+                  tokenizer=None, max_length: int | None = None) -> ValidationReport:
+    """Read one file and check every record; file-level problems (not found, empty, broken JSON) included."""
+    try:
+        records, locations, unit = read_records(path)
+    except DataError as e:
+        return ValidationReport(source=str(path), problems=str(e).splitlines())
+    header_at = f"{path}:1:" if Path(path).suffix.lower() == ".csv" else None
+    report = validate_records(records, str(path), locations, unit, fmt, mapping, header_at)
+    if report.ok and tokenizer is not None:
+        report.warnings = dataset_warnings(report, tokenizer, max_length)
+    return report

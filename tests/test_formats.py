@@ -1,0 +1,161 @@
+"""Every supported format loads; every malformed file gives its own message, with its file and line or record."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from helpers import cli
+from helpers.formats import MAX_PROBLEMS, validate_file, validate_records
+
+CASES = Path(__file__).parent / "data_cases"
+BAD = CASES / "bad"
+
+# file, extra arguments, where the problem is reported (FILE:N: or FILE:), what it says
+MALFORMED = [
+    ("truncated.json", {}, "truncated.json:13:", "not valid JSON: Expecting property name"),
+    ("truncated.json", {}, "truncated.json:13:", "the file may be cut short"),
+    ("truncated_line.jsonl", {}, "truncated_line.jsonl:3:", "not valid JSON (Unterminated string"),
+    ("missing_output.jsonl", {}, "missing_output.jsonl:2:", "missing field 'output'"),
+    ("empty_output.json", {}, "empty_output.json:3:", "'output' is empty"),
+    ("list_output.jsonl", {}, "list_output.jsonl:2:", "'output' is a list, but text belongs here"),
+    ("number_output.json", {}, "number_output.json:1:", "'output' is a number (42)"),
+    ("messages_string.jsonl", {}, "messages_string.jsonl:1:", "'messages' is a string, but it must be a list"),
+    ("null_content.jsonl", {}, "null_content.jsonl:2:", "message 1 (user) content is missing (null)"),
+    ("unknown_role.jsonl", {}, "unknown_role.jsonl:3:", "message 2 has role 'bot'; use one of system, user, assistant"),
+    ("sharegpt_bad_from.json", {}, "sharegpt_bad_from.json:2:", "message 2 has from 'robot'"),
+    ("no_assistant.jsonl", {}, "no_assistant.jsonl:2:", "no assistant reply"),
+    ("trailing_user.jsonl", {}, "trailing_user.jsonl:1:", "the last message is from the user"),
+    ("system_in_middle.jsonl", {}, "system_in_middle.jsonl:1:", "a system message may only come first"),
+    ("mixed_formats.jsonl", {}, "mixed_formats.jsonl:3:", "in the 'chat' format, but the file's records are "
+                                                           "'instruction' (first at line 1)"),
+    ("array_line.jsonl", {}, "array_line.jsonl:2:", "a JSON list, but each record must be an object"),
+    ("empty.jsonl", {}, "empty.jsonl:", "the file is empty"),
+    ("blank.jsonl", {}, "blank.jsonl:", "only blank lines or spaces"),
+    ("binary.jsonl", {}, "binary.jsonl:", "a binary file, not text"),
+    ("latin1.jsonl", {}, "latin1.jsonl:2:", "not UTF-8 text (byte 0xe9)"),
+    ("missing.jsonl", {}, "missing.jsonl:", "no such file"),
+    ("notes.txt", {}, "notes.txt:", "unsupported file type '.txt'"),
+    ("object.json", {}, "object.json:", "one JSON object, but a .json dataset must be an array"),
+    ("object.json", {}, "object.json:", "the list under 'data'"),
+    ("jsonl_as_json.json", {}, "jsonl_as_json.json:2:", "this looks like JSON Lines"),
+    ("missing_columns.csv", {}, "missing_columns.csv:1:", "'output' missing"),
+    ("field_count.csv", {}, "field_count.csv:3:", "3 fields, but the header has 2; put quotes around"),
+    ("unknown_fields.csv", {}, "unknown_fields.csv:1:", "--map question=instruction,answer=output"),
+    ("unknown_fields.jsonl", {}, "unknown_fields.jsonl:", "--map question=instruction,answer=output"),
+    ("bad_map_target.jsonl", {"mapping": "answr=output"}, "bad_map_target.jsonl:", "--map names 'answr', which no "
+                                                                                   "record has"),
+    ("broken.parquet", {}, "broken.parquet:", "not a readable Parquet file"),
+    ("mixed_formats.jsonl", {"fmt": "chat"}, "mixed_formats.jsonl:1:", "but --format is 'chat'"),
+]
+
+
+@pytest.mark.parametrize("name, kwargs, where, message", MALFORMED, ids=[f"{c[0]}-{i}" for i, c in enumerate(MALFORMED)])
+def test_malformed_file_gets_its_message_and_line(name, kwargs, where, message):
+    path = BAD / name
+    before = path.read_bytes() if path.exists() else None
+    report = validate_file(path, **kwargs)
+    assert not report.ok and not report.rows
+    hits = [p for p in report.problems if p.startswith(str(path) + where[len(name):]) and message in p]
+    assert hits, f"expected {where} ... {message!r}, got:\n{report.problem_text()}"
+    if before is not None:
+        assert path.read_bytes() == before, "validation must never modify the input"
+
+
+def test_corpus_has_at_least_fifteen_distinct_malformed_files():
+    assert len({c[0] for c in MALFORMED}) >= 15
+    assert {p.name for p in BAD.iterdir()} <= {c[0] for c in MALFORMED}, "every file in the corpus is tested"
+
+
+def test_every_problem_is_listed_up_to_a_cap(tmp_path):
+    path = tmp_path / "many.jsonl"
+    good = {"instruction": "Name a colour.", "output": "Blue."}
+    rows = [good, {"instruction": "x"}, good, {"instruction": "y", "output": ""}] + [{"instruction": "z"}] * 120
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = validate_file(path)
+    assert len(report.problems) == 122
+    assert f"{path}:2: missing field 'output'" in report.problems[0] and f"{path}:4: 'output' is empty" in report.problems[1]
+    text = report.problem_text()
+    assert len(text.splitlines()) == MAX_PROBLEMS + 1 and text.endswith("fix these and run again")
+
+
+GOOD = [  # file, arguments, format, first row's messages
+    ("bom_crlf.jsonl", {}, "chat", [("system", "Answer briefly."), ("user", "Où est la gare ? 🚉"),
+                                    ("assistant", "Tout droit, puis à gauche.")]),
+    ("quoted.csv", {}, "instruction", [("user", "Summarise, in one line.\n\nFirst line,\r\nsecond line."),
+                                       ("assistant", "Two lines, summarised.")]),
+    ("alpaca.json", {}, "instruction", [("user", "Convert 5 km to metres."), ("assistant", "5,000 metres.")]),
+    ("sharegpt.json", {}, "sharegpt", [("system", "You are terse."), ("user", "Capital of Peru?"),
+                                       ("assistant", "Lima."), ("user", "And of Chile?"), ("assistant", "Santiago.")]),
+    ("prompt_completion.jsonl", {}, "prompt_completion", [("user", "2 + 2 ="), ("assistant", " 4")]),
+    ("prompt_completion_chat.jsonl", {}, "prompt_completion", [("system", "Be brief."), ("user", "Hi"),
+                                                               ("assistant", "Hello.")]),
+    ("text.jsonl", {}, "text", [("assistant", "The river runs past the old mill.")]),
+    ("mapped.csv", {"mapping": "question=instruction,answer=output"}, "instruction",
+     [("user", "What is 2 + 2?"), ("assistant", "4")]),
+]
+
+
+@pytest.mark.parametrize("name, kwargs, fmt, first", GOOD, ids=[g[0] for g in GOOD])
+def test_well_formed_file_loads_into_chat_form(name, kwargs, fmt, first):
+    report = validate_file(CASES / "good" / name, **kwargs)
+    assert report.ok, report.problem_text()
+    assert report.format == fmt
+    assert [(m["role"], m["content"]) for m in report.rows[0]["messages"]] == first
+
+
+def test_quoted_csv_keeps_commas_quotes_and_newlines_and_skips_the_empty_row():
+    report = validate_file(CASES / "good" / "quoted.csv")
+    assert report.rows[1]["messages"] == [{"role": "user", "content": 'Say "hello" in Polish.'},
+                                          {"role": "assistant", "content": "Cześć"}]
+    assert report.locations == [2, 4] and report.empty == [5]  # record 1 spans lines 2-3
+    assert any("1 empty record skipped (lines 5)" in w for w in report.warnings)
+
+
+def test_parquet_and_the_same_records_in_every_file_type_agree(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    records = json.loads((CASES / "good" / "alpaca.json").read_text(encoding="utf-8"))
+    pq.write_table(pa.Table.from_pylist(records), tmp_path / "alpaca.parquet")
+    (tmp_path / "alpaca.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    rows = [validate_file(p).rows for p in (CASES / "good" / "alpaca.json", tmp_path / "alpaca.parquet",
+                                            tmp_path / "alpaca.jsonl")]
+    assert rows[0] == rows[1] == rows[2]
+    assert rows[0][1]["messages"][0]["content"] == "Give the plural.\n\nnaïve café"  # input joins the instruction
+
+
+def test_warnings_for_few_duplicate_short_and_long_examples(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    rows = [{"instruction": f"Repeat {i}.", "output": f"{i} {i}"} for i in range(10)]
+    rows += [rows[0], {"instruction": "Say a letter.", "output": "a"}, {"instruction": "word " * 300, "output": "ok!"}]
+    report = validate_records(rows, "mine.json", unit="record")
+    from helpers.formats import dataset_warnings
+
+    warnings = "\n".join(dataset_warnings(report, AutoTokenizer.from_pretrained(tiny_model_dir), 64))
+    assert "only 13 examples" in warnings
+    assert "1 exact duplicate (records 11 = 1)" in warnings
+    assert "1 reply shorter than 3 characters (records 12)" in warnings
+    assert "1 example longer than max_length=64 tokens" in warnings and "records 13" in warnings
+
+
+def test_validate_data_command_accepts_a_valid_folder(capsys):
+    assert cli.main(["validate-data", "data/meetings"]) == 0
+    out = capsys.readouterr().out
+    assert "data/meetings/train.jsonl: 432 examples, format 'chat', valid" in out
+    assert "problem" not in out
+
+
+def test_validate_data_command_lists_problems_and_exits_2(capsys):
+    assert cli.main(["validate-data", str(BAD / "unknown_role.jsonl")]) == 2
+    assert "unknown_role.jsonl:3: message 2 has role 'bot'" in capsys.readouterr().out
+    assert cli.main(["validate-data", str(CASES / "good" / "mapped.csv"),
+                     "--map", "question=instruction,answer=output"]) == 0
+
+
+def test_validate_data_command_never_shows_a_traceback(capsys):
+    for args in (["nowhere/train.jsonl"], [str(BAD / "mapped.csv"), "--map", "question"], [str(BAD / "binary.jsonl")]):
+        assert cli.main(["validate-data", *args]) == 2
+        captured = capsys.readouterr()
+        assert "Traceback" not in captured.out + captured.err

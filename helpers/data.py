@@ -67,7 +67,7 @@ def read_dataset(source: str, fmt: str | None = None, mapping: dict | str | None
     problems = [p for r in reports.values() for p in r.problem_text().splitlines() if not r.ok]
     if problems:
         raise DataError("\n".join(problems))
-    return reports
+    return {s: reports[s] for s in SPLITS if s in reports}
 
 
 def read_hub_dataset(dataset_id: str, fmt: str | None = None,

@@ -2,7 +2,8 @@
 
     check                      machine, GPU, chosen profile and library versions
     validate-data PATH         check a dataset file, folder or Hub id: a summary, or every problem as FILE:N
-    train --run-dir DIR        fine-tune with DIR/config.json (the profile's defaults are written there if absent)
+    train --run-dir DIR        fine-tune with DIR/config.json (the profile's defaults are written there if absent);
+                               run it again after a crash and it resumes from the last complete checkpoint
     run-course [--run-dir DIR] execute every notebook in order, headless, and summarise the results
     sync-notebooks             rewrite the notebooks' Colab badges and install cells from helpers/paths.py
 """
@@ -78,8 +79,9 @@ def cmd_train(args) -> int:
     from .train import train_run
 
     cfg, run = open_run(args.run_dir, profile=args.profile)
-    if args.max_steps is not None:
-        cfg.train.max_steps = args.max_steps
+    if args.max_steps is not None or args.save_steps is not None:
+        cfg.train.max_steps = args.max_steps if args.max_steps is not None else cfg.train.max_steps
+        cfg.train.save_steps = args.save_steps if args.save_steps is not None else cfg.train.save_steps
         save_config(cfg, run)
     print(f"training run {run} (profile {cfg.profile}, model {cfg.model.model_id})")
     summary = train_run(cfg, run)
@@ -120,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-dir", required=True, help="the run directory (created if absent)")
     p.add_argument("--profile", choices=["tiny", "t4", "ampere"], help="preset for a new run (default: from the hardware)")
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
+    p.add_argument("--save-steps", type=int, help="write a checkpoint every N steps (a re-run resumes from the last)")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("run-course", help="execute every notebook in order, headless")
     p.add_argument("--run-dir", help="the run directory (default: runs/<profile>)")

@@ -4,7 +4,10 @@ line. Introduced in 04_training_sft.
 
 from __future__ import annotations
 
+import json
 import math
+import re
+from pathlib import Path
 
 from .config import RunConfig
 from .data import has_generation_markers, load_splits, to_sft_format
@@ -93,17 +96,44 @@ def keep_adapters_in_fp32(model) -> None:
             param.data = param.data.float()
 
 
-def summarize_training(trainer, eval_before: dict, eval_after: dict) -> dict:
+def last_complete_checkpoint(run: RunDir) -> Path | None:
+    """The newest checkpoint that was written completely, or None; half-written ones are set aside, never loaded.
+
+    The Trainer writes a checkpoint's weights, optimizer and RNG state first and `trainer_state.json` last, so a
+    checkpoint is complete when that file is there, parses, and names the checkpoint's own step. A folder a crash
+    or a Colab disconnect left without it is renamed `incomplete-checkpoint-N` (kept for a look, not reused).
+    """
+    folder = run.checkpoints_dir
+    complete = []
+    for path in sorted(folder.glob("checkpoint-*")) if folder.is_dir() else []:
+        match = re.fullmatch(r"checkpoint-(\d+)", path.name)
+        if not match or not path.is_dir():
+            continue
+        try:
+            state = json.loads((path / "trainer_state.json").read_text())
+            ok = state.get("global_step") == int(match[1]) and any(path.glob("adapter_model.safetensors"))
+        except (OSError, ValueError):
+            ok = False
+        if ok:
+            complete.append((int(match[1]), path))
+        else:
+            path.rename(path.with_name(f"incomplete-{path.name}"))
+    return max(complete)[1] if complete else None
+
+
+def summarize_training(trainer, eval_before: dict, eval_after: dict, resumed_from: Path | None = None) -> dict:
     """What train_summary.json holds: steps, losses before/after, and the full log history for the plots."""
     history = trainer.state.log_history
     train_losses = [h["loss"] for h in history if "loss" in h]
     return {
         "global_step": trainer.state.global_step,
+        "resumed_from_step": int(resumed_from.name.split("-")[-1]) if resumed_from else None,
         "eval_loss_before": eval_before["eval_loss"],
         "eval_loss_after": eval_after["eval_loss"],
         "perplexity_before": math.exp(eval_before["eval_loss"]),
         "perplexity_after": math.exp(eval_after["eval_loss"]),
         "final_train_loss": train_losses[-1] if train_losses else None,
+        "final_eval_loss": eval_after["eval_loss"],
         "train_runtime_s": next((h["train_runtime"] for h in history if "train_runtime" in h), None),
         "log_history": history,
     }
@@ -124,7 +154,11 @@ def save_training(trainer, run: RunDir, summary: dict) -> None:
 
 
 def train_run(cfg: RunConfig, run: RunDir) -> dict:
-    """The whole of 04_training_sft in one call (the command line and standalone notebooks use it)."""
+    """The whole of 04_training_sft in one call (the command line and standalone notebooks use it).
+
+    If the run directory holds a complete checkpoint (a run cut off by a crash, a SIGKILL or a Colab disconnect),
+    training resumes from it, with its optimizer, scheduler and RNG state, and ends at the same step count.
+    """
     from .lora import apply_lora
     from .model import load_model_and_tokenizer
 
@@ -132,10 +166,13 @@ def train_run(cfg: RunConfig, run: RunDir) -> dict:
     model, tokenizer = load_model_and_tokenizer(cfg)
     model = apply_lora(model, cfg)
     trainer = make_trainer(cfg, run, model, tokenizer, splits)
-    eval_before = trainer.evaluate()
-    trainer.train()
+    eval_before = trainer.evaluate()  # the base model's loss: LoRA starts as a no-op, even on a resumed run
+    resume = last_complete_checkpoint(run)
+    if resume:
+        print(f"resuming from {resume} (step {resume.name.split('-')[-1]})")
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     eval_after = trainer.evaluate()
-    summary = summarize_training(trainer, eval_before, eval_after)
+    summary = summarize_training(trainer, eval_before, eval_after, resume)
     save_training(trainer, run, summary)
     return summary
 

@@ -31,7 +31,7 @@ def test_train_command_writes_config_adapter_and_summary(cli_run):
     assert (run.adapter_dir / "adapter_config.json").exists()
     assert (run.adapter_dir / "adapter_model.safetensors").exists()
     summary = json.loads(run.train_summary_file.read_text())
-    assert summary["global_step"] == 60
+    assert summary["global_step"] == 60 and summary["resumed_from_step"] is None
     assert summary["eval_loss_after"] < 0.5 * summary["eval_loss_before"]
     assert (run.figures_dir / "loss_curves.png").stat().st_size > 10_000
     assert "eval loss" in stdout
@@ -95,3 +95,36 @@ def test_train_command_reports_a_bad_config_without_a_traceback(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "learning_rate = 7 is not allowed" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_killed_run_resumes_from_its_last_complete_checkpoint(tmp_path):
+    """SIGKILL mid-run, then the same command again: it resumes and ends at the same step; a half-written
+    checkpoint is set aside, never loaded."""
+    import os
+    import signal
+    import time
+
+    run = RunDir(tmp_path / "run")
+    cmd = [sys.executable, "-m", "helpers", "train", "--run-dir", str(run.path), "--profile", "tiny",
+           "--max-steps", "40", "--save-steps", "10"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    marker = run.checkpoints_dir / "checkpoint-20" / "trainer_state.json"
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()[-2000:]}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not run.train_summary_file.exists()
+
+    half = run.checkpoints_dir / "checkpoint-35"  # what a crash during a save leaves: weights, no trainer state
+    half.mkdir()
+    (half / "adapter_model.safetensors").write_bytes(b"not finished")
+
+    again = subprocess.run(cmd, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    summary = json.loads(run.train_summary_file.read_text())
+    assert summary["global_step"] == 40
+    assert summary["resumed_from_step"] in (20, 30) and "resuming from" in again.stdout
+    assert (run.checkpoints_dir / "incomplete-checkpoint-35").is_dir()
+    assert summary["final_eval_loss"] < 0.5 * summary["eval_loss_before"]

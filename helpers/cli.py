@@ -60,6 +60,9 @@ def cmd_validate_data(args) -> int:
             r.warnings = dataset_warnings(r, tokenizer, max_length)
         if tokenizer is None:
             print(f"note: token lengths not checked: the tokenizer of {cfg.model.model_id} could not be loaded")
+        else:
+            print(f"note: token lengths counted with the tokenizer of {cfg.model.model_id} against max_length "
+                  f"{max_length} (--model and --max-length change them)")
     for r in reports:
         print(r.summary())
     return 0 if all(r.ok for r in reports) else 2
@@ -76,17 +79,24 @@ def _tokenizer_or_none(cfg):
 
 def cmd_train(args) -> int:
     from .rundir import open_run, save_config
+    from .machine import process_state
     from .train import train_run
 
-    cfg, run = open_run(args.run_dir, profile=args.profile)
-    if args.max_steps is not None or args.save_steps is not None:
-        cfg.train.max_steps = args.max_steps if args.max_steps is not None else cfg.train.max_steps
-        cfg.train.save_steps = args.save_steps if args.save_steps is not None else cfg.train.save_steps
-        save_config(cfg, run)
-    print(f"training run {run} (profile {cfg.profile}, model {cfg.model.model_id})")
+    state = process_state()  # under `accelerate launch` there are several processes: one writes, one reports
+    with state.main_process_first():
+        cfg, run = open_run(args.run_dir, profile=args.profile)
+        if args.max_steps is not None or args.save_steps is not None:
+            cfg.train.max_steps = args.max_steps if args.max_steps is not None else cfg.train.max_steps
+            cfg.train.save_steps = args.save_steps if args.save_steps is not None else cfg.train.save_steps
+            save_config(cfg, run)
+    main = state.is_main_process
+    if main:
+        print(f"training run {run} (profile {cfg.profile}, model {cfg.model.model_id})")
     summary = train_run(cfg, run)
-    print(f"done in {summary['train_runtime_s']:.0f}s, {summary['global_step']} steps: eval loss "
-          f"{summary['eval_loss_before']:.3f} -> {summary['eval_loss_after']:.3f}; adapter in {run.adapter_dir}")
+    if main:
+        print(f"done in {summary['train_runtime_s']:.0f}s, {summary['global_step']} steps on "
+              f"{summary['num_processes']} process(es): eval loss {summary['eval_loss_before']:.3f} -> "
+              f"{summary['eval_loss_after']:.3f}; adapter in {run.adapter_dir}")
     return 0
 
 

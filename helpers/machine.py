@@ -98,3 +98,14 @@ def hf_token() -> str | None:
         except Exception:  # secret absent or notebook access not granted: carry on without a token
             token = None
     return token
+
+
+def process_state():
+    """This process's place among those `accelerate launch` started (one process when run plainly).
+
+    On a machine without CUDA it must be asked for the CPU explicitly, or each process would think it is alone.
+    """
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())

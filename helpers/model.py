@@ -5,6 +5,7 @@ Introduced in 02_model_loading.
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from pathlib import Path
 
@@ -88,7 +89,8 @@ def load_base_model(cfg: RunConfig):
             model_source(cfg),
             dtype=getattr(torch, cfg.model.dtype),
             quantization_config=quant,
-            device_map={"": 0} if torch.cuda.is_available() else None,
+            # the whole model on this process's GPU: GPU 0, or under `accelerate launch` the one torchrun assigned
+            device_map={"": int(os.environ.get("LOCAL_RANK", 0))} if torch.cuda.is_available() else None,
             attn_implementation="sdpa",
             trust_remote_code=False,
             use_safetensors=True,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .config import RunConfig
 from .data import has_generation_markers, load_splits, to_sft_format
+from .machine import process_state
 from .rundir import RunDir
 
 
@@ -162,18 +163,23 @@ def train_run(cfg: RunConfig, run: RunDir) -> dict:
     from .lora import apply_lora
     from .model import load_model_and_tokenizer
 
-    splits = load_splits(cfg, run)
+    state = process_state()  # one process, or one of several under `accelerate launch`
+    with state.main_process_first():  # the main process prepares the data and tidies checkpoints; the rest wait
+        splits = load_splits(cfg, run)
+        resume = last_complete_checkpoint(run)
     model, tokenizer = load_model_and_tokenizer(cfg)
     model = apply_lora(model, cfg)
     trainer = make_trainer(cfg, run, model, tokenizer, splits)
     eval_before = trainer.evaluate()  # the base model's loss: LoRA starts as a no-op, even on a resumed run
-    resume = last_complete_checkpoint(run)
-    if resume:
+    if resume and state.is_main_process:
         print(f"resuming from {resume} (step {resume.name.split('-')[-1]})")
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     eval_after = trainer.evaluate()
     summary = summarize_training(trainer, eval_before, eval_after, resume)
-    save_training(trainer, run, summary)
+    summary["num_processes"] = state.num_processes
+    if state.is_main_process:
+        save_training(trainer, run, summary)
+    state.wait_for_everyone()
     return summary
 
 

@@ -145,6 +145,7 @@ def test_validate_data_command_accepts_a_valid_folder(capsys):
     out = capsys.readouterr().out
     assert "data/meetings/train.jsonl: 432 examples, format 'chat', valid" in out
     assert "problem" not in out
+    assert "token lengths counted with the tokenizer of tiny against max_length 256" in out
 
 
 def test_validate_data_command_lists_problems_and_exits_2(capsys):

@@ -128,3 +128,26 @@ def test_a_killed_run_resumes_from_its_last_complete_checkpoint(tmp_path):
     assert summary["resumed_from_step"] in (20, 30) and "resuming from" in again.stdout
     assert (run.checkpoints_dir / "incomplete-checkpoint-35").is_dir()
     assert summary["final_eval_loss"] < 0.5 * summary["eval_loss_before"]
+
+
+def test_accelerate_launch_trains_on_two_processes_like_one(cli_run, tmp_path):
+    """`accelerate launch -m helpers train` unchanged, 2 processes on CPU (DDP over gloo): each step sees twice the
+    data, and the loss ends close to the single-process run's."""
+    import socket
+
+    with socket.socket() as s:  # a free port for the processes to meet on
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    run = RunDir(tmp_path / "run")
+    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                           "--main_process_port", port, "-m", "helpers", "train", "--run-dir", str(run.path),
+                           "--profile", "tiny", "--max-steps", "60"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("done in") == 1 and "on 2 process(es)" in proc.stdout
+    two = json.loads(run.train_summary_file.read_text())
+    one = json.loads(cli_run[0].train_summary_file.read_text())
+    epoch = lambda s: s["log_history"][-1]["epoch"]
+    assert two["global_step"] == one["global_step"] == 60
+    assert epoch(two) == pytest.approx(2 * epoch(one), rel=0.01)
+    assert two["eval_loss_after"] == pytest.approx(one["eval_loss_after"], rel=0.15)

@@ -41,16 +41,11 @@ def cmd_check(args) -> int:
 
 def cmd_validate_data(args) -> int:
     from .config import make_config
-    from .data import read_hub_dataset, resolve_dataset, split_files
-    from .formats import dataset_warnings, validate_file
+    from .data import dataset_reports
+    from .formats import dataset_warnings
     from .machine import detect_profile
 
-    source = resolve_dataset(args.path)
-    if isinstance(source, str):
-        reports = list(read_hub_dataset(source, args.format, args.map).values())
-    else:
-        files = split_files(source) if source.is_dir() else {"train": source}
-        reports = [validate_file(path, args.format, args.map) for path in files.values()]
+    reports = list(dataset_reports(args.path, args.format, args.map).values())
     if all(r.ok for r in reports):
         cfg = make_config(args.profile or detect_profile())
         cfg.model.model_id = args.model or cfg.model.model_id
@@ -85,10 +80,10 @@ def cmd_train(args) -> int:
     state = process_state()  # under `accelerate launch` there are several processes: one writes, one reports
     with state.main_process_first():
         cfg, run = open_run(args.run_dir, profile=args.profile)
-        if args.max_steps is not None or args.save_steps is not None:
-            cfg.train.max_steps = args.max_steps if args.max_steps is not None else cfg.train.max_steps
-            cfg.train.save_steps = args.save_steps if args.save_steps is not None else cfg.train.save_steps
-            save_config(cfg, run)
+        for name in ("max_steps", "save_steps"):  # command-line values are saved into the run's config
+            if getattr(args, name) is not None:
+                setattr(cfg.train, name, getattr(args, name))
+        save_config(cfg, run)
     main = state.is_main_process
     if main:
         print(f"training run {run} (profile {cfg.profile}, model {cfg.model.model_id})")

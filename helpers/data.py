@@ -14,16 +14,13 @@ import unicodedata
 from pathlib import Path
 
 from .config import RunConfig
-from .formats import EXTENSIONS, DataError, ValidationReport, read_records, validate_file, validate_records
+from .formats import EXTENSIONS, DataError, ValidationReport, validate_file, validate_records
 from .paths import REPO_ROOT
 from .rundir import RunDir
 
 SPLITS = ("train", "validation", "test")
 SPLIT_FILE_NAMES = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation",
                     "dev": "validation", "test": "test"}
-
-__all__ = ["DataError", "read_records", "validate_file"]  # re-exported: the notebooks import them from here
-
 
 def resolve_dataset(source: str) -> Path | str:
     """A local path (relative to the working folder or to the course folder) if one exists, else a Hub id."""
@@ -53,21 +50,28 @@ def split_files(folder: Path) -> dict[str, Path]:
     return files
 
 
-def read_dataset(source: str, fmt: str | None = None, mapping: dict | str | None = None) -> dict[str, ValidationReport]:
-    """Every split of a dataset, read, checked and converted: a folder of split files, one file, or a Hub id.
-
-    Raises one DataError listing every problem in every split (FILE:N: what is wrong, and how to fix it).
-    """
+def dataset_reports(source: str, fmt: str | None = None,
+                    mapping: dict | str | None = None) -> dict[str, ValidationReport]:
+    """What the checks found in every split of a dataset (a folder of split files, one file, or a Hub id)."""
     resolved = resolve_dataset(source)
     if isinstance(resolved, str):
         reports = read_hub_dataset(resolved, fmt, mapping)
     else:
         files = split_files(resolved) if resolved.is_dir() else {"train": resolved}
         reports = {split: validate_file(path, fmt, mapping) for split, path in files.items()}
-    problems = [p for r in reports.values() for p in r.problem_text().splitlines() if not r.ok]
+    return {s: reports[s] for s in SPLITS if s in reports}
+
+
+def read_dataset(source: str, fmt: str | None = None, mapping: dict | str | None = None) -> dict[str, ValidationReport]:
+    """Every split of a dataset, read, checked and converted (see `dataset_reports`).
+
+    Raises one DataError listing every problem in every split (FILE:N: what is wrong, and how to fix it).
+    """
+    reports = dataset_reports(source, fmt, mapping)
+    problems = [p for r in reports.values() if not r.ok for p in r.problem_text().splitlines()]
     if problems:
         raise DataError("\n".join(problems))
-    return {s: reports[s] for s in SPLITS if s in reports}
+    return reports
 
 
 def read_hub_dataset(dataset_id: str, fmt: str | None = None,

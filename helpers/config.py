@@ -99,13 +99,14 @@ class LoraSettings(_Checked):
     r: int = 16
     alpha: int = 32  # the update is scaled by alpha / r
     dropout: float = 0.05
-    target_modules: str = "all-linear"  # "all-linear", or comma-separated names such as "q_proj,v_proj"
+    target_modules: str = "all-linear"  # "all-linear", "attention" (the self-attention projections only), or
+    # comma-separated layer names such as "q_proj,v_proj"
 
     RULES = {
         "r": _rule(lambda v: isinstance(v, int) and 1 <= v <= 1024, "a whole number from 1 to 1024 (8-64 is usual)"),
         "alpha": _positive_int,
         "dropout": _fraction,
-        "target_modules": _rule(lambda v: isinstance(v, str) and v.strip() != "", "'all-linear' or names like 'q_proj,v_proj'"),
+        "target_modules": _rule(lambda v: isinstance(v, str) and v.strip() != "", "'all-linear', 'attention' or names like 'q_proj,v_proj'"),
     }
 
 
@@ -122,7 +123,10 @@ class TrainConfig(_Checked):
     warmup_ratio: float = 0.05
     lr_scheduler_type: str = "cosine"
     gradient_checkpointing: bool = False
-    packing: bool = False
+    packing: bool = False  # concatenate short examples into full max_length rows (fewer, fuller batches)
+    assistant_only_loss: bool = True  # loss on the answers only; False trains on the prompts too
+    early_stopping_patience: int = 0  # above 0: stop after this many evaluations without a better eval loss,
+    # and keep the best checkpoint (0 = off)
     logging_steps: int = 5
     eval_steps: int = 20
     save_steps: int = 50
@@ -140,6 +144,9 @@ class TrainConfig(_Checked):
                                    "'linear', 'cosine', 'constant' or 'constant_with_warmup'"),
         "gradient_checkpointing": _rule(lambda v: isinstance(v, bool), "True or False"),
         "packing": _rule(lambda v: isinstance(v, bool), "True or False"),
+        "assistant_only_loss": _rule(lambda v: isinstance(v, bool), "True or False"),
+        "early_stopping_patience": _rule(lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                                         "0 (off) or a number of evaluations, such as 3"),
         "logging_steps": _positive_int,
         "eval_steps": _positive_int,
         "save_steps": _positive_int,

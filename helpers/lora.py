@@ -5,16 +5,29 @@ from __future__ import annotations
 from .config import RunConfig
 
 
+# The "attention" preset as peft reads a string: a regular expression matched against each module's full name.
+# It picks every linear projection inside a self-attention block: q/k/v/o_proj, or Phi-3's fused qkv_proj.
+ATTENTION_PATTERN = r".*\.self_attn\.\w+_proj"
+
+
+def lora_targets(target_modules: str):
+    """What peft's `target_modules` gets for the config's choice: 'all-linear', the attention pattern, or names."""
+    if target_modules == "all-linear":
+        return "all-linear"
+    if target_modules == "attention":
+        return ATTENTION_PATTERN
+    return [t.strip() for t in target_modules.split(",") if t.strip()]
+
+
 def build_lora_config(cfg: RunConfig):
     """peft's LoraConfig from the run config (the one place it is built)."""
     from peft import LoraConfig
 
-    targets = cfg.lora.target_modules
     return LoraConfig(
         r=cfg.lora.r,
         lora_alpha=cfg.lora.alpha,
         lora_dropout=cfg.lora.dropout,
-        target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")],
+        target_modules=lora_targets(cfg.lora.target_modules),
         bias="none",
         task_type="CAUSAL_LM",
     )
@@ -54,6 +67,9 @@ def check_only_lora_trains(model) -> None:
         raise AssertionError(f"{len(wrong)} parameters have the wrong requires_grad, e.g. {wrong[:3]}")
 
 
+ATTENTION_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj")
+
+
 def linear_layer_table(model) -> list[dict]:
     """The model's linear layers grouped by name (q_proj, v_proj, ...): the candidates for LoRA targets."""
     groups: dict[str, dict] = {}
@@ -66,7 +82,7 @@ def linear_layer_table(model) -> list[dict]:
                                           "out_features": module.out_features})
             g["count"] += 1
     for g in groups.values():
-        g["kind"] = "attention" if g["module"] in ("q_proj", "k_proj", "v_proj", "o_proj") else "MLP"
+        g["kind"] = "attention" if g["module"] in ATTENTION_NAMES else "MLP"
     return list(groups.values())
 
 

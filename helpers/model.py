@@ -7,9 +7,43 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
+from .budget import ModelShape
 from .config import RunConfig
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model the course suggests: its size, what it is good for, and its shape (from its config.json)."""
+
+    model_id: str
+    size: str
+    note: str
+    shape: ModelShape | None = None
+    gated: bool = False
+
+
+# Shapes copied from each model's config.json (hidden, MLP, layers, heads, KV heads, vocabulary, tied embeddings);
+# the parameter counts they give match the published sizes. They let the memory estimate work offline.
+MODEL_CHOICES = {c.model_id: c for c in [
+    ModelChoice("tiny", "1M", "the course's offline model, built and pretrained on this machine in seconds; CPU"),
+    ModelChoice("TinyLlama/TinyLlama-1.1B-Chat-v1.0", "1.1B", "the t4 default: Llama-2 architecture, 32k vocabulary",
+                ModelShape(2048, 5632, 22, 32, 4, 32000, False)),
+    ModelChoice("Qwen/Qwen2.5-0.5B-Instruct", "0.5B", "small and strong for its size; 152k vocabulary, so the "
+                "logits take much of the memory", ModelShape(896, 4864, 24, 14, 2, 151936, True, True)),
+    ModelChoice("Qwen/Qwen2.5-1.5B-Instruct", "1.5B", "a clear step up in quality; fits a T4 in 4-bit",
+                ModelShape(1536, 8960, 28, 12, 2, 151936, True, True)),
+    ModelChoice("HuggingFaceTB/SmolLM2-360M-Instruct", "360M", "fast to train; good for trying settings",
+                ModelShape(960, 2560, 32, 15, 5, 49152, True)),
+    ModelChoice("HuggingFaceTB/SmolLM2-1.7B-Instruct", "1.7B", "fully open data and recipe",
+                ModelShape(2048, 8192, 24, 32, 32, 49152, True)),
+    ModelChoice("meta-llama/Llama-3.2-1B-Instruct", "1.2B", "gated: accept the licence on huggingface.co and "
+                "add an HF_TOKEN", ModelShape(2048, 8192, 16, 32, 8, 128256, True), gated=True),
+    ModelChoice("microsoft/Phi-3-mini-4k-instruct", "3.8B", "the largest here: 4-bit and a short max_length on a T4",
+                ModelShape(3072, 8192, 32, 32, 32, 32064, False)),
+]}
 
 
 class ModelLoadError(RuntimeError):

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 
 def _figure(width: float = 7, height: float = 4):
-    from matplotlib.figure import Figure  # a Figure not tied to pyplot: no global state, safe headless
+    """A Figure not tied to pyplot (no global state, safe headless) that still shows as a picture in a notebook."""
+    from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height))
+    class CourseFigure(Figure):
+        def _repr_png_(self) -> bytes:
+            # Jupyter shows pyplot's figures through a hook that pyplot installs; a plain Figure needs its own PNG
+            import io
+
+            buffer = io.BytesIO()
+            self.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+            return buffer.getvalue()
+
+    return CourseFigure(figsize=(width, height))
 
 
 def plot_loss_curves(log_history: list[dict], title: str = "Loss", eval_loss_before: float | None = None):
@@ -64,6 +74,33 @@ def plot_token_lengths(lengths: list[int], max_length: int, title: str = "Tokens
     return fig
 
 
+def plot_memory_estimate(estimates: dict, limits: dict[str, float], title: str = "Estimated training memory"):
+    """One stacked horizontal bar per configuration (name -> budget.MemoryEstimate), one part per colour, with a
+    vertical line for each memory limit (name -> GiB), such as this GPU and a T4."""
+    fig = _figure(8, 1.6 + 0.7 * len(estimates))
+    ax = fig.add_subplot()
+    names = list(estimates)
+    parts = list(dict.fromkeys(p for e in estimates.values() for p in e.parts))
+    colours = dict(zip(parts, ["tab:blue", "tab:cyan", "tab:purple", "tab:orange", "tab:red", "tab:gray"]))
+    for row, name in enumerate(names):
+        left = 0.0
+        for part in parts:
+            gib = estimates[name].parts.get(part, 0.0)
+            ax.barh(row, gib, left=left, color=colours[part], label=part if row == 0 else None, height=0.55)
+            left += gib
+        ax.text(left, row, f" {left:.1f} GiB", va="center", fontsize=9)
+    for (label, gib), style in zip(limits.items(), ["--", ":", "-."]):
+        ax.axvline(gib, color="black", linestyle=style, linewidth=1, label=f"{label}: {gib:.1f} GiB")
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    right = max([e.total_gib for e in estimates.values()] + list(limits.values()))
+    ax.set_xlim(0, right * 1.2)
+    ax.set_xlabel("GiB")
+    ax.set_title(title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    return fig
+
+
 def plot_lora_params(by_rank: dict[str, dict[int, int]], total_params: int):
     """Trainable parameters against LoRA rank, one line per target-module choice, on log axes."""
     fig = _figure(7, 4)
@@ -79,4 +116,34 @@ def plot_lora_params(by_rank: dict[str, dict[int, int]], total_params: int):
     ax.set_title("LoRA trains a small fraction of the model")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
+    return fig
+
+
+def plot_run_comparison(histories: dict[str, list[dict]], title: str = "Runs compared"):
+    """Loss curves of several runs on one plot, one colour per run: train loss thin, eval loss with markers.
+
+    The eval loss is the one to compare (held-out data); the train loss shows how fast each run fits.
+    """
+    from matplotlib.lines import Line2D
+
+    fig = _figure(8, 4.5)
+    ax = fig.add_subplot()
+    handles = []
+    for i, (name, history) in enumerate(histories.items()):
+        colour = f"C{i % 10}"  # matplotlib's default cycle; runs beyond ten share colours
+        train = [(h["step"], h["loss"]) for h in history if "loss" in h]
+        evals = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
+        if train:
+            ax.plot(*zip(*train), color=colour, linewidth=1, alpha=0.6)
+        if evals:
+            ax.plot(*zip(*evals), "o-", color=colour, markersize=4)
+        handles.append(Line2D([], [], color=colour, linewidth=3, label=name))
+    # two grey keys for the line styles; legend-only handles, so ax.lines holds the data curves alone
+    handles += [Line2D([], [], color="tab:gray", linewidth=1, label="train loss"),
+                Line2D([], [], color="tab:gray", marker="o", markersize=4, label="eval loss (held out)")]
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(handles=handles, fontsize=8)
     return fig

@@ -146,3 +146,25 @@ def _pretrain(model, tokenizer, corpus: str, verbose: bool) -> None:
             if verbose and step % (steps // 5) == 0:
                 print(f"  pretraining step {step}/{steps}: loss {loss.item():.2f} ({time.time() - start:.0f}s)")
     model.eval()
+
+
+def build_shaped_model(shape, folder: Path, device: str = "cpu") -> Path:
+    """A Llama with a real model's shape (a `budget.ModelShape`) and random weights, saved in fp16 with the tiny
+    tokenizer: what GPU tests and benchmarks train when they must not download anything. It learns nothing useful,
+    but it takes exactly the memory and time of the real model."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(ensure_tiny_model())
+    config = LlamaConfig(vocab_size=max(shape.vocab_size, len(tokenizer)), hidden_size=shape.hidden_size,
+                         intermediate_size=shape.intermediate_size, num_hidden_layers=shape.num_layers,
+                         num_attention_heads=shape.num_heads, num_key_value_heads=shape.num_kv_heads,
+                         max_position_embeddings=4096, tie_word_embeddings=shape.tie_embeddings,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = LlamaForCausalLM(config).half()
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return Path(folder)

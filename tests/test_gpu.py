@@ -1,8 +1,14 @@
-"""The real GPU path: 4-bit NF4 QLoRA with fp16 compute (the t4 profile), on a Llama built from a config.
+"""The real GPU path: 4-bit NF4 QLoRA with fp16 compute at the t4 profile's defaults, on a TinyLlama-shaped model.
 
-Skipped without CUDA. No download: the model is a TinyLlama-shaped Llama (fewer layers, random weights) saved
-locally with the tiny tokenizer, loaded through the same `from_pretrained` code as a Hub model.
+Skipped without CUDA. No download: the model has TinyLlama-1.1B's exact shape (22 layers, hidden 2048, 32k
+vocabulary) with random weights, saved locally with the tiny tokenizer and loaded through the same
+`from_pretrained` code as a Hub model. Every test runs under a T4's memory (`set_per_process_memory_fraction`), so
+passing here means the defaults fit a free Colab T4. Set COURSE_GPU_REPORT=path.json to keep the measured figures.
 """
+
+import json
+import os
+import time
 
 import pytest
 import torch
@@ -11,52 +17,110 @@ pytestmark = pytest.mark.gpu
 if not torch.cuda.is_available():
     pytest.skip("needs a CUDA GPU", allow_module_level=True)
 
+from helpers.budget import T4_GIB, estimate_training_memory, measured_matmul_flops, rough_training_seconds  # noqa: E402
+from helpers.config import make_config  # noqa: E402
+from helpers.model import MODEL_CHOICES  # noqa: E402
+
+TINYLLAMA = MODEL_CHOICES["TinyLlama/TinyLlama-1.1B-Chat-v1.0"].shape
+REPORT: dict = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def t4_memory_cap():
+    total = torch.cuda.get_device_properties(0).total_memory
+    torch.cuda.set_per_process_memory_fraction(T4_GIB * 2**30 / total)
+    yield
+    torch.cuda.set_per_process_memory_fraction(1.0)
+    if os.environ.get("COURSE_GPU_REPORT"):
+        from helpers.machine import package_versions
+
+        REPORT.update(device=torch.cuda.get_device_name(0), cap_gib=T4_GIB, versions=package_versions())
+        with open(os.environ["COURSE_GPU_REPORT"], "w") as f:
+            json.dump(REPORT, f, indent=2)
+
 
 @pytest.fixture(scope="module")
-def llama_dir(tmp_path_factory, tiny_model_dir):
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+def tinyllama_dir(tmp_path_factory):
+    from helpers.tiny import build_shaped_model
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    # TinyLlama-1.1B's shape (hidden 2048, MLP 5632, 32 heads, 4 KV heads), 4 layers instead of 22
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=2048, intermediate_size=5632, num_hidden_layers=4,
-                         num_attention_heads=32, num_key_value_heads=4, max_position_embeddings=2048,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("llama")
-    LlamaForCausalLM(config).save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    return out
+    return build_shaped_model(TINYLLAMA, tmp_path_factory.mktemp("tinyllama"), device="cuda")
 
 
-def test_t4_profile_trains_4bit_qlora_in_fp16(llama_dir, tmp_path):
-    from helpers.config import make_config
-    from helpers.rundir import RunDir
-    from helpers.train import build_sft_config, train_run
-
+def t4_config(model_dir):
     cfg = make_config("t4")
-    cfg.model.model_id = str(llama_dir)
-    cfg.train.max_steps = 30
-    cfg.train.learning_rate = 1e-3
+    cfg.model.model_id = str(model_dir)
+    return cfg
+
+
+def test_t4_defaults_train_4bit_qlora_in_fp16_under_a_t4_cap(tinyllama_dir, tmp_path):
+    from helpers.rundir import RunDir
+    from helpers.train import train_run
+
+    cfg = t4_config(tinyllama_dir)
+    cfg.train.max_steps, cfg.train.eval_steps, cfg.train.learning_rate = 40, 20, 1e-3
+    assert (cfg.model.quantization, cfg.model.dtype, cfg.train.gradient_checkpointing) == ("4bit", "float16", True)
     run = RunDir(tmp_path / "run")
-    args = build_sft_config(cfg, run, tokenizer=type("T", (), {"chat_template": ""})())
-    assert args.fp16 and not args.bf16
+    torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
     summary = train_run(cfg, run)
-    assert summary["global_step"] == 30
-    assert summary["eval_loss_after"] < summary["eval_loss_before"]
+    wall = time.perf_counter() - start
+    assert summary["global_step"] == 40
+    assert summary["eval_loss_after"] < summary["eval_loss_before"]  # random weights, but the format is learnable
     assert (run.adapter_dir / "adapter_model.safetensors").exists()
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    assert peak < T4_GIB
+    REPORT["meetings_run"] = {"steps": 40, "batch": cfg.train.per_device_train_batch_size,
+                              "train_runtime_s": round(summary["train_runtime_s"], 1), "wall_s": round(wall, 1),
+                              "peak_allocated_gib": round(peak, 2)}
 
 
-def test_4bit_model_is_quantized_and_small(llama_dir):
-    from helpers.config import make_config
+def test_4bit_weights_take_about_a_quarter_of_fp16(tinyllama_dir):
     from helpers.model import load_base_model
 
-    cfg = make_config("t4")
-    cfg.model.model_id = str(llama_dir)
-    model = load_base_model(cfg)
+    model = load_base_model(t4_config(tinyllama_dir))
     assert getattr(model, "is_loaded_in_4bit", False)
-    from transformers import AutoModelForCausalLM
+    fp16_bytes = TINYLLAMA.parameters * 2
+    assert model.get_memory_footprint() < 0.4 * fp16_bytes  # linear layers at 4 bits; embeddings stay fp16
+    REPORT["weights_gib"] = {"4bit": round(model.get_memory_footprint() / 2**30, 2),
+                             "fp16": round(fp16_bytes / 2**30, 2)}
 
-    with torch.device("meta"):
-        n_params = sum(p.numel() for p in AutoModelForCausalLM.from_config(model.config).parameters())
-    assert model.get_memory_footprint() < n_params * 1.0  # fp16 would be 2 bytes per parameter
+
+@pytest.mark.parametrize("checkpointing", [True, False], ids=["checkpointing", "no-checkpointing"])
+def test_memory_estimate_against_the_measured_peak(tinyllama_dir, checkpointing):
+    """Full-length batches (8 x 512 tokens, the worst case the t4 defaults allow): the estimate is a slight
+    over-estimate, never an under-estimate that would let a run crash."""
+    from helpers.budget import measure_training_peak
+
+    cfg = t4_config(tinyllama_dir)
+    cfg.train.gradient_checkpointing = checkpointing
+    estimate = estimate_training_memory(cfg, TINYLLAMA, on_gpu=True)
+    if not checkpointing:  # the no-checkpointing case needs more than a T4 has: measure it without the cap
+        torch.cuda.set_per_process_memory_fraction(1.0)
+    try:
+        measured = measure_training_peak(cfg, seq_len=cfg.train.max_length)["peak_gib"]
+    finally:
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(T4_GIB * 2**30 / total)
+    REPORT[f"full_length_{'checkpointing' if checkpointing else 'no_checkpointing'}"] = {
+        "estimate_gib": round(estimate.tensors_gib, 2), "measured_peak_gib": round(measured, 2),
+        "parts_gib": {k: round(v, 2) for k, v in estimate.parts.items()}}
+    assert measured <= estimate.tensors_gib <= 1.3 * measured
+    if checkpointing:
+        assert estimate.total_gib < T4_GIB and measured < T4_GIB
+
+
+def test_rough_time_is_within_2x_of_a_measured_run(tinyllama_dir):
+    """The panel's rough time, checked against the 40-step run above."""
+    run = REPORT.get("meetings_run")
+    if run is None:
+        pytest.skip("needs the training test's timing")
+    from helpers.data import token_lengths
+    from helpers.model import load_tokenizer
+
+    cfg = t4_config(tinyllama_dir)
+    rows = [json.loads(line) for line in open("data/meetings/train.jsonl", encoding="utf-8")]
+    mean_tokens = sum(token_lengths(rows, load_tokenizer(cfg))) / len(rows)
+    tokens = int(run["steps"] * run["batch"] * cfg.train.gradient_accumulation_steps * mean_tokens)
+    guess = rough_training_seconds(TINYLLAMA, cfg, tokens, run["steps"], measured_matmul_flops(), on_gpu=True)
+    REPORT["rough_time"] = {"guess_s": round(guess, 1), "measured_s": run["train_runtime_s"]}
+    assert run["train_runtime_s"] / 2 <= guess <= 2 * run["train_runtime_s"]

@@ -6,5 +6,6 @@
     lora        LoraConfig, attach, what trains (03)            train       SFTConfig, SFTTrainer, a whole run (04)
     widgets     the hyperparameter panel (04)                   evaluation  generate and score, base vs tuned (05)
     inference   reply, stream, merge (06)                       plots       every figure, as a Figure
+    live        live loss plot, NaN/inf guard: callbacks (04)
     course      run every notebook headless                     cli         `python -m helpers ...`
 """

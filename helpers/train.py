@@ -9,7 +9,7 @@ import math
 import re
 from pathlib import Path
 
-from .config import RunConfig
+from .config import RunConfig, TrainConfig
 from .data import has_generation_markers, load_splits, to_sft_format
 from .machine import process_state
 from .rundir import RunDir
@@ -50,32 +50,74 @@ def build_sft_config(cfg: RunConfig, run: RunDir, tokenizer, **overrides):
         lr_scheduler_type=t.lr_scheduler_type,
         activation_checkpointing=t.gradient_checkpointing,
         packing=t.packing,
-        # loss on the answer only: assistant turns where the template marks them, else the completion
-        assistant_only_loss=has_generation_markers(tokenizer),
+        **loss_mask_flags(t, tokenizer),
         logging_steps=t.logging_steps,
+        logging_nan_inf_filter=False,  # a NaN loss must reach the logs (and NonFiniteLossGuard), not be averaged away
         eval_strategy="steps",
         eval_steps=t.eval_steps,
         save_strategy="steps",
         save_steps=t.save_steps,
-        save_total_limit=2,
+        save_total_limit=2,  # with early stopping the best checkpoint is kept as well: the Trainer protects it
         seed=t.seed,
         report_to="none",
         **precision_flags(cfg),
     )
     args.update(overrides)
+    if early_stopping_on(t, args["eval_strategy"]):
+        args.update(early_stopping_flags(args["eval_steps"]))
     return SFTConfig(**args)
 
 
-def make_trainer(cfg: RunConfig, run: RunDir, model, tokenizer, splits, **overrides):
-    """An SFTTrainer on the run's train split, evaluating on its validation split."""
+def early_stopping_on(t: TrainConfig, eval_strategy) -> bool:
+    """Whether early stopping applies: asked for, and there are evaluations to stop on (a trainer built only to
+    measure memory or speed turns them off)."""
+    return t.early_stopping_patience > 0 and eval_strategy != "no"  # an IntervalStrategy compares equal to its str
+
+
+def loss_mask_flags(t: TrainConfig, tokenizer) -> dict:
+    """Which tokens carry the loss: the answers only (t.assistant_only_loss), or every token, the prompt included.
+
+    With {% generation %} markers the data stays `messages` and assistant_only_loss masks all but the assistant
+    turns; without them `to_sft_format` makes prompt/completion pairs and completion_only_loss masks the prompt
+    (on `messages` data it has nothing to mask, so it is harmless there).
+    """
+    return {"assistant_only_loss": has_generation_markers(tokenizer) and t.assistant_only_loss,
+            "completion_only_loss": t.assistant_only_loss}
+
+
+def early_stopping_flags(eval_steps: int) -> dict:
+    """SFTConfig fields that keep the checkpoint with the lowest eval loss and load it back when training ends.
+
+    Saving happens at every evaluation (save_steps = eval_steps). The Trainer accepts any multiple of eval_steps,
+    but it can only restore a step it saved: with fewer saves, a best eval loss between two saves would be lost.
+    """
+    return {"load_best_model_at_end": True, "metric_for_best_model": "eval_loss", "greater_is_better": False,
+            "save_steps": eval_steps}
+
+
+def make_trainer(cfg: RunConfig, run: RunDir, model, tokenizer, splits, callbacks: list | None = None,
+                 **overrides):
+    """An SFTTrainer on the run's train split, evaluating on its validation split.
+
+    It always stops at a NaN/inf loss (NonFiniteLossGuard); with cfg.train.early_stopping_patience above 0 it also
+    stops once the eval loss has not improved for that many evaluations. `callbacks` adds more (LiveLossPlot).
+    """
+    from transformers import EarlyStoppingCallback
     from trl import SFTTrainer
 
+    from .live import NonFiniteLossGuard
+
+    args = build_sft_config(cfg, run, tokenizer, **overrides)
+    extra = [NonFiniteLossGuard(), *(callbacks or [])]
+    if early_stopping_on(cfg.train, args.eval_strategy):
+        extra.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
     trainer = SFTTrainer(
         model=model,
-        args=build_sft_config(cfg, run, tokenizer, **overrides),
+        args=args,
         train_dataset=to_sft_format(splits["train"], tokenizer),
         eval_dataset=to_sft_format(splits["validation"], tokenizer),
         processing_class=tokenizer,
+        callbacks=extra,
     )
     if trainer.args.fp16:
         keep_adapters_in_fp32(trainer.model)
@@ -95,6 +137,128 @@ def keep_adapters_in_fp32(model) -> None:
     for param in model.parameters():
         if param.requires_grad and param.dtype != torch.float32:
             param.data = param.data.float()
+
+
+class TrainingError(RuntimeError):
+    """Training failed in a way the message explains, with the settings to change (shown without a traceback)."""
+
+
+def train_with_guidance(trainer, cfg: RunConfig, resume: str | Path | None = None):
+    """`trainer.train()`, with GPU out-of-memory and a NaN/inf loss turned into a TrainingError that says what to do.
+
+    The error is raised after the `except` block, once the out-of-memory traceback (whose frames hold the failed
+    step's GPU tensors) is gone, so that freeing the cache frees them too.
+    """
+    import torch
+
+    from .live import NonFiniteLossGuard
+
+    message = None
+    try:
+        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    except RuntimeError as e:  # torch.OutOfMemoryError (torch.cuda.OutOfMemoryError) is a RuntimeError
+        if not (isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()):
+            raise
+        message = out_of_memory_message(cfg, Path(trainer.args.output_dir), str(e))
+    if message:
+        release_gpu_memory()
+        raise TrainingError(message) from None
+    guard = next((c for c in trainer.callback_handler.callbacks if isinstance(c, NonFiniteLossGuard)), None)
+    if guard is not None and guard.bad_step is not None:
+        raise TrainingError(non_finite_message(cfg, trainer.args, guard)) from None
+    return output
+
+
+def release_gpu_memory() -> None:
+    """Hand the memory PyTorch cached for the failed step back to the GPU."""
+    import gc
+
+    import torch
+
+    gc.collect()  # tensors held only by reference cycles (a traceback's frames) go now, not at some later point
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def memory_fixes(cfg: RunConfig) -> list[tuple[str, str]]:
+    """Settings that lower training memory, as (assignment, what it costs) with this run's numbers; those already in
+    place are left out. Ordered from no cost in quality to some."""
+    t, fixes = cfg.train, []
+    if t.per_device_train_batch_size > 1:
+        b, a = t.per_device_train_batch_size // 2, t.gradient_accumulation_steps * 2
+        was = t.per_device_train_batch_size * t.gradient_accumulation_steps
+        fixes += [(f"cfg.train.per_device_train_batch_size = {b}", "half the activation memory per step"),
+                  (f"cfg.train.gradient_accumulation_steps = {a}", f"with it: {b} x {a} = {b * a} examples per "
+                   f"optimizer step, {'as before' if b * a == was else f'was {was}'}; slightly slower")]
+    if not t.gradient_checkpointing:
+        fixes.append(("cfg.train.gradient_checkpointing = True",
+                       "activations recomputed in the backward pass: far less memory, about 30% slower"))
+    if cfg.model.quantization != "4bit":
+        fixes.append(('cfg.model.quantization = "4bit"',
+                      "QLoRA: frozen weights in 4 bits, a quarter of fp16 (needs a CUDA GPU and bitsandbytes)"))
+    if t.max_length // 2 >= 16:
+        fixes.append((f"cfg.train.max_length = {t.max_length // 2}",
+                       "longer examples are cut: see how many in 01_dataset_prep's token-length plot"))
+    return fixes
+
+
+def out_of_memory_message(cfg: RunConfig, checkpoints: Path, error: str) -> str:
+    """What to change after a GPU out-of-memory error, with this run's numbers, and where to change it."""
+    fixes = memory_fixes(cfg)
+    width = max((len(line) for line, _ in fixes), default=0)
+    t = cfg.train
+    resume = newest_checkpoint(checkpoints)
+    return "\n".join([
+        f"The GPU ran out of memory while training ({error.splitlines()[0] if error else 'out of memory'}).",
+        f"This run trains {t.per_device_train_batch_size} examples of up to {t.max_length} tokens per step on "
+        f"{cfg.model.model_id}. Apply these in order until it fits:" if fixes else
+        "Every usual memory saving is already on: choose a smaller model (cfg.model.model_id) or a larger GPU.",
+        "", *(f"    {line:<{width}}  # {why}" for line, why in fixes), "",
+        "Where: in 04_training_sft, in a cell after the hyperparameter panel, then save_config(cfg, run); restart "
+        "the runtime (the old model still holds its GPU memory) and run the notebook again. For "
+        f"`python -m helpers train`, edit {checkpoints.parent / 'config.json'}.",
+        f"The run can resume from its last checkpoint, {resume.name} (the command line does so by itself; in a "
+        "notebook: train_with_guidance(trainer, cfg, resume=last_complete_checkpoint(run)))." if resume else
+        "No checkpoint was saved yet: the run starts again from step 0.",
+    ])
+
+
+def non_finite_message(cfg: RunConfig, args, guard) -> str:
+    """Why the loss became NaN or infinite, for this run's precision and learning rate, and the sound checkpoint."""
+    values = ", ".join(f"{k} = {v}" for k, v in guard.bad_values.items())
+    kind = "NaN (not a number)" if any(math.isnan(v) for v in guard.bad_values.values()) else "infinite"
+    lr = cfg.train.learning_rate
+    causes = [f"- The learning rate, {lr:g}, may be too high: try cfg.train.learning_rate = {lr / 10:g} (10x lower)."]
+    if args.fp16:
+        causes.insert(0, "- fp16 overflow: this run computes in fp16, whose largest number is 65504; a larger "
+                         "activation or gradient becomes inf, then NaN. On a T4 (no bf16) lower the learning rate "
+                         "(the LoRA weights already stay in fp32); on an Ampere or newer GPU use bf16, which has "
+                         "fp32's range: cfg.model.dtype = \"bfloat16\".")
+    else:
+        causes.append(f"- Not an fp16 overflow: this run computes in {'bf16' if args.bf16 else 'fp32'}. If a lower "
+                      "learning rate does not help, look for a broken example in the data or a damaged model.")
+    what = "the loss" if any("loss" in k for k in guard.bad_values) else "the gradient"
+    return "\n".join([f"Training stopped at step {guard.bad_step}: {what} became {kind}: {values}. Every weight "
+                      "the optimizer updates from there on turns NaN too. Likely causes, for this run:",
+                      *causes, resume_advice(Path(args.output_dir), guard)])
+
+
+def resume_advice(checkpoints: Path, guard) -> str:
+    """Which checkpoint predates the bad step, and why a lower learning rate needs a fresh start rather than it."""
+    sound = newest_checkpoint(checkpoints, up_to=guard.last_good_step)
+    if sound is None:
+        return f"No checkpoint was saved before step {guard.bad_step}: start the run again after the change."
+    return (f"The losses were finite up to step {guard.last_good_step}, so {sound.name} is sound (a later one may "
+            "hold NaN weights). Resuming from it restores its optimizer and learning-rate schedule as well: to "
+            f"train with a lower learning rate, start afresh (delete {checkpoints}).")
+
+
+def newest_checkpoint(folder: Path, up_to: int | None = None) -> Path | None:
+    """The newest checkpoint in folder with its trainer_state.json, at or before step `up_to`; nothing is moved."""
+    found = [(checkpoint_step(p), p) for p in folder.glob("checkpoint-*")
+             if re.fullmatch(r"checkpoint-\d+", p.name) and (p / "trainer_state.json").exists()]
+    found = [(step, p) for step, p in found if up_to is None or step <= up_to]
+    return max(found)[1] if found else None
 
 
 def last_complete_checkpoint(run: RunDir) -> Path | None:
@@ -123,12 +287,17 @@ def last_complete_checkpoint(run: RunDir) -> Path | None:
 
 
 def summarize_training(trainer, eval_before: dict, eval_after: dict, resumed_from: Path | None = None) -> dict:
-    """What train_summary.json holds: steps, losses before/after, and the full log history for the plots."""
-    history = trainer.state.log_history
+    """What train_summary.json holds: steps, losses before/after, early stopping, and the log history for plots."""
+    state = trainer.state
+    history = state.log_history
     train_losses = [h["loss"] for h in history if "loss" in h]
+    best = trainer.args.load_best_model_at_end  # off: no best checkpoint is tracked, the last weights are kept
     return {
-        "global_step": trainer.state.global_step,
-        "resumed_from_step": int(resumed_from.name.split("-")[-1]) if resumed_from else None,
+        "global_step": state.global_step,
+        "stopped_early": state.global_step < state.max_steps,
+        "best_eval_loss": state.best_metric if best else None,
+        "best_checkpoint_step": checkpoint_step(state.best_model_checkpoint) if best else None,
+        "resumed_from_step": checkpoint_step(resumed_from),
         "eval_loss_before": eval_before["eval_loss"],
         "eval_loss_after": eval_after["eval_loss"],
         "perplexity_before": math.exp(eval_before["eval_loss"]),
@@ -138,6 +307,11 @@ def summarize_training(trainer, eval_before: dict, eval_after: dict, resumed_fro
         "train_runtime_s": next((h["train_runtime"] for h in history if "train_runtime" in h), None),
         "log_history": history,
     }
+
+
+def checkpoint_step(path: str | Path | None) -> int | None:
+    """The step of a checkpoint folder, `checkpoint-40` -> 40; None for None."""
+    return int(Path(path).name.split("-")[-1]) if path else None
 
 
 def save_training(trainer, run: RunDir, summary: dict) -> None:
@@ -173,7 +347,7 @@ def train_run(cfg: RunConfig, run: RunDir) -> dict:
     eval_before = trainer.evaluate()  # the base model's loss: LoRA starts as a no-op, even on a resumed run
     if resume and state.is_main_process:
         print(f"resuming from {resume} (step {resume.name.split('-')[-1]})")
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    train_with_guidance(trainer, cfg, resume)
     eval_after = trainer.evaluate()
     summary = summarize_training(trainer, eval_before, eval_after, resume)
     summary["num_processes"] = state.num_processes
@@ -190,3 +364,14 @@ def ensure_adapter(cfg: RunConfig, run: RunDir) -> None:
     print(f"No trained adapter in {run.adapter_dir}: training one now with this run's config "
           "(what 04_training_sft does).")
     train_run(cfg, run)
+
+
+def collect_run_histories(runs_root: Path) -> dict[str, list[dict]]:
+    """Each run's log history by run name, from runs_root/*/train_summary.json, for `plots.plot_run_comparison`."""
+    histories = {}
+    for path in sorted(Path(runs_root).glob("*/train_summary.json")):
+        try:
+            histories[path.parent.name] = json.loads(path.read_text(encoding="utf-8"))["log_history"]
+        except (OSError, ValueError, KeyError, TypeError) as e:  # half-written, hand-edited, or another format
+            print(f"skipped {path.parent.name}: {path.name} could not be read ({type(e).__name__}: {e})")
+    return histories

@@ -218,7 +218,7 @@ def memory_budget_gib() -> tuple[float, str]:
         return gpu.total_memory_gib, gpu.name
     import psutil
 
-    return psutil.virtual_memory().total / GIB, "this machine's RAM (no GPU)"
+    return psutil.virtual_memory().total / GIB, "RAM, no GPU"
 
 
 def fitting_changes(cfg: RunConfig, budget_gib: float, shape: ModelShape | None = None,

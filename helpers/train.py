@@ -286,6 +286,18 @@ def last_complete_checkpoint(run: RunDir) -> Path | None:
     return max(complete)[1] if complete else None
 
 
+def set_aside_checkpoints(run: RunDir) -> Path | None:
+    """Move a run's checkpoints to `checkpoints-old-N/` so that training starts afresh (after the settings changed:
+    resuming would continue the old run). Returns where they went, or None if there were none."""
+    folder = run.checkpoints_dir
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return None
+    n = 1
+    while folder.with_name(f"checkpoints-old-{n}").exists():
+        n += 1
+    return folder.rename(folder.with_name(f"checkpoints-old-{n}"))
+
+
 def summarize_training(trainer, eval_before: dict, eval_after: dict, resumed_from: Path | None = None) -> dict:
     """What train_summary.json holds: steps, losses before/after, early stopping, and the log history for plots."""
     state = trainer.state

@@ -124,3 +124,28 @@ def test_rough_time_is_within_2x_of_a_measured_run(tinyllama_dir):
     guess = rough_training_seconds(TINYLLAMA, cfg, tokens, run["steps"], measured_matmul_flops(), on_gpu=True)
     REPORT["rough_time"] = {"guess_s": round(guess, 1), "measured_s": run["train_runtime_s"]}
     assert run["train_runtime_s"] / 2 <= guess <= 2 * run["train_runtime_s"]
+
+
+def test_a_real_out_of_memory_error_is_explained(tinyllama_dir, tmp_path):
+    """Batch 16 x 512 without gradient checkpointing needs about 27 GiB: under the T4 cap it runs out of memory, and
+    the learner gets the changes that would fit instead of a CUDA traceback."""
+    from datasets import Dataset
+
+    from helpers.budget import _full_length_rows
+    from helpers.lora import apply_lora
+    from helpers.model import load_model_and_tokenizer
+    from helpers.rundir import RunDir
+    from helpers.train import TrainingError, make_trainer, train_with_guidance
+
+    cfg = t4_config(tinyllama_dir)
+    cfg.train.gradient_checkpointing, cfg.train.per_device_train_batch_size = False, 16
+    model, tokenizer = load_model_and_tokenizer(cfg)
+    model = apply_lora(model, cfg)
+    rows = _full_length_rows(tokenizer, cfg.train.max_length, 32)
+    splits = {"train": Dataset.from_list(rows), "validation": Dataset.from_list(rows[:2])}
+    trainer = make_trainer(cfg, RunDir(tmp_path / "run"), model, tokenizer, splits, max_steps=2,
+                           eval_strategy="no", save_strategy="no")
+    with pytest.raises(TrainingError, match="gradient_checkpointing = True") as info:
+        train_with_guidance(trainer, cfg)
+    assert info.value.__cause__ is None and "per_device_train_batch_size = 8" in str(info.value)
+    REPORT["out_of_memory_message"] = str(info.value)

@@ -22,7 +22,8 @@ from __future__ import annotations
 import gc
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from .config import RunConfig
@@ -84,6 +85,7 @@ def shape_from_config(config) -> ModelShape:
                       or getattr(config, "model_type", "") == "qwen2")
 
 
+@lru_cache(maxsize=64)  # the panel asks again at every slider move; a Hub id would mean a request each time
 def model_shape(model_id: str) -> ModelShape:
     """The shape of a model without its weights: the course's catalogue, a local folder, or config.json from the Hub."""
     from transformers import AutoConfig
@@ -226,7 +228,7 @@ def fitting_changes(cfg: RunConfig, budget_gib: float, shape: ModelShape | None 
     """The config changes, tried in the order that costs the least quality and speed, that bring the estimate
     under 90% of `budget_gib`; [] if it already fits. Raises ValueError if even all of them are not enough."""
     shape = shape or model_shape(cfg.model.model_id)
-    trial = RunConfig.from_dict(cfg.to_dict())
+    trial = cfg.copy()
     changes: list[tuple[str, object]] = []
 
     def fits() -> bool:
@@ -316,6 +318,13 @@ def rough_training_seconds(shape: ModelShape, cfg: RunConfig, tokens: int, steps
     return flops / (matmul_flops * (0.25 if on_gpu else 1.0)) + micro_batches * shape.num_layers * per_layer
 
 
+def planned_steps(t, n_train: int, processes: int = 1) -> tuple[int, int, int]:
+    """(effective batch, optimizer steps per epoch, total steps) as the Trainer will count them."""
+    effective = t.per_device_train_batch_size * t.gradient_accumulation_steps * processes
+    per_epoch = max(1, math.ceil(n_train / effective))
+    return effective, per_epoch, t.max_steps if t.max_steps > 0 else math.ceil(per_epoch * t.num_train_epochs)
+
+
 def training_plan(cfg: RunConfig, n_train: int, mean_tokens: float, shape: ModelShape | None = None,
                   matmul_flops: float | None = None, processes: int = 1) -> dict:
     """What the settings add up to: effective batch, optimizer steps, evaluations, tokens, memory and a rough time."""
@@ -324,9 +333,7 @@ def training_plan(cfg: RunConfig, n_train: int, mean_tokens: float, shape: Model
     t = cfg.train
     shape = shape or model_shape(cfg.model.model_id)
     on_gpu = torch.cuda.is_available()
-    effective = t.per_device_train_batch_size * t.gradient_accumulation_steps * processes
-    per_epoch = max(1, math.ceil(n_train / effective))
-    steps = t.max_steps if t.max_steps > 0 else math.ceil(per_epoch * t.num_train_epochs)
+    effective, per_epoch, steps = planned_steps(t, n_train, processes)
     tokens = int(steps * effective * (t.max_length if t.packing else min(mean_tokens, t.max_length)))
     estimate = estimate_training_memory(cfg, shape, on_gpu=on_gpu)
     seconds = rough_training_seconds(shape, cfg, tokens, steps, matmul_flops or measured_matmul_flops(), on_gpu)
@@ -373,7 +380,7 @@ def measure_training_peak(cfg: RunConfig, seq_len: int, steps: int = 2) -> dict:
     model = apply_lora(model, cfg)
     rows = _full_length_rows(tokenizer, seq_len, cfg.train.per_device_train_batch_size * steps)
     splits = {"train": Dataset.from_list(rows), "validation": Dataset.from_list(rows[:1])}
-    cfg = RunConfig.from_dict(cfg.to_dict())
+    cfg = cfg.copy()
     cfg.train.max_length, cfg.train.max_steps, cfg.train.gradient_accumulation_steps = seq_len, steps, 1
     with tempfile.TemporaryDirectory() as tmp:
         trainer = make_trainer(cfg, RunDir(Path(tmp)), model, tokenizer, splits, save_strategy="no",

@@ -184,6 +184,10 @@ class RunConfig(_Checked):
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def copy(self) -> "RunConfig":
+        """An independent copy, to try changed settings without touching this one."""
+        return RunConfig.from_dict(self.to_dict())
+
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -57,18 +57,11 @@ def notebook_display():
 
 
 def png_image(fig):
-    """The figure as an IPython PNG image.
-
-    A Figure made without pyplot has no PNG representation in a notebook (it shows as "<Figure size ...>" text),
-    so it is rendered here; an Image shows the same in Jupyter, Colab and VS Code.
-    """
-    import io
-
+    """The figure as an IPython PNG image: the same picture in Jupyter, Colab and VS Code, whatever matplotlib
+    backend the kernel has set up (course figures render themselves, see `plots._figure_class`)."""
     from IPython.display import Image
 
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    return Image(data=buffer.getvalue(), format="png")
+    return Image(data=fig._repr_png_(), format="png")
 
 
 class LiveLossPlot(TrainerCallback):

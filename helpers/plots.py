@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 
-def _figure(width: float = 7, height: float = 4):
-    """A Figure not tied to pyplot (no global state, safe headless) that still shows as a picture in a notebook."""
+from functools import lru_cache
+
+
+@lru_cache(maxsize=None)
+def _figure_class():
+    """matplotlib's Figure with a PNG representation (made once, on first use, so importing this module is cheap).
+
+    Jupyter shows pyplot's figures through a hook that pyplot installs; a Figure made without pyplot would show as
+    "<Figure size ...>" text, so it renders itself. `display(fig)` and `handle.update(fig)` then show a picture in
+    Jupyter, Colab and VS Code.
+    """
+    import io
+
     from matplotlib.figure import Figure
 
     class CourseFigure(Figure):
         def _repr_png_(self) -> bytes:
-            # Jupyter shows pyplot's figures through a hook that pyplot installs; a plain Figure needs its own PNG
-            import io
-
             buffer = io.BytesIO()
             self.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
             return buffer.getvalue()
 
-    return CourseFigure(figsize=(width, height))
+    return CourseFigure
+
+
+def _figure(width: float = 7, height: float = 4):
+    """A Figure not tied to pyplot (no global state, safe headless) that still shows as a picture in a notebook."""
+    return _figure_class()(figsize=(width, height))
 
 
 def plot_loss_curves(log_history: list[dict], title: str = "Loss", eval_loss_before: float | None = None):

@@ -253,11 +253,17 @@ def resume_advice(checkpoints: Path, guard) -> str:
             f"train with a lower learning rate, start afresh (delete {checkpoints}).")
 
 
+def numbered_checkpoints(folder: Path) -> list[tuple[int, Path]]:
+    """The Trainer's `checkpoint-N` folders in folder, as (N, path), oldest first; [] if there is no folder."""
+    found = [(int(m[1]), p) for p in (folder.glob("checkpoint-*") if folder.is_dir() else [])
+             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and p.is_dir()]
+    return sorted(found)
+
+
 def newest_checkpoint(folder: Path, up_to: int | None = None) -> Path | None:
     """The newest checkpoint in folder with its trainer_state.json, at or before step `up_to`; nothing is moved."""
-    found = [(checkpoint_step(p), p) for p in folder.glob("checkpoint-*")
-             if re.fullmatch(r"checkpoint-\d+", p.name) and (p / "trainer_state.json").exists()]
-    found = [(step, p) for step, p in found if up_to is None or step <= up_to]
+    found = [(step, p) for step, p in numbered_checkpoints(folder)
+             if (p / "trainer_state.json").exists() and (up_to is None or step <= up_to)]
     return max(found)[1] if found else None
 
 
@@ -268,19 +274,15 @@ def last_complete_checkpoint(run: RunDir) -> Path | None:
     checkpoint is complete when that file is there, parses, and names the checkpoint's own step. A folder a crash
     or a Colab disconnect left without it is renamed `incomplete-checkpoint-N` (kept for a look, not reused).
     """
-    folder = run.checkpoints_dir
     complete = []
-    for path in sorted(folder.glob("checkpoint-*")) if folder.is_dir() else []:
-        match = re.fullmatch(r"checkpoint-(\d+)", path.name)
-        if not match or not path.is_dir():
-            continue
+    for step, path in numbered_checkpoints(run.checkpoints_dir):
         try:
             state = json.loads((path / "trainer_state.json").read_text())
-            ok = state.get("global_step") == int(match[1]) and any(path.glob("adapter_model.safetensors"))
+            ok = state.get("global_step") == step and any(path.glob("adapter_model.safetensors"))
         except (OSError, ValueError):
             ok = False
         if ok:
-            complete.append((int(match[1]), path))
+            complete.append((step, path))
         else:
             path.rename(path.with_name(f"incomplete-{path.name}"))
     return max(complete)[1] if complete else None
@@ -358,7 +360,7 @@ def train_run(cfg: RunConfig, run: RunDir) -> dict:
     trainer = make_trainer(cfg, run, model, tokenizer, splits)
     eval_before = trainer.evaluate()  # the base model's loss: LoRA starts as a no-op, even on a resumed run
     if resume and state.is_main_process:
-        print(f"resuming from {resume} (step {resume.name.split('-')[-1]})")
+        print(f"resuming from {resume} (step {checkpoint_step(resume)})")
     train_with_guidance(trainer, cfg, resume)
     eval_after = trainer.evaluate()
     summary = summarize_training(trainer, eval_before, eval_after, resume)

@@ -70,7 +70,7 @@ def _picker_html(cfg: RunConfig, model_id: str) -> str:
     choice = MODEL_CHOICES.get(model_id)
     lines = [html.escape(choice.note)] if choice else []
     if model_id:
-        trial = RunConfig.from_dict(cfg.to_dict())
+        trial = cfg.copy()
         trial.model.model_id = model_id
         lines.append(memory_line(trial))
     if model_id != "tiny" and cfg.profile == "tiny":
@@ -166,7 +166,7 @@ def hyperparameter_panel(cfg: RunConfig, n_train: int, mean_tokens: float):
 
 def _panel_config(cfg: RunConfig, panel) -> tuple[RunConfig, list[str]]:
     """A copy of cfg with the panel's values, and every value that was refused, with the reason."""
-    trial = RunConfig.from_dict(cfg.to_dict())
+    trial = cfg.copy()
     problems = []
     for widget in panel.children:
         if widget.description not in _FIELDS:
@@ -189,13 +189,14 @@ def _panel_config(cfg: RunConfig, panel) -> tuple[RunConfig, list[str]]:
 
 def panel_problems(trial: RunConfig, n_train: int) -> list[str]:
     """Settings that are each allowed but together cannot work."""
+    from .budget import planned_steps
+
     t = trial.train
     problems = []
-    effective = t.per_device_train_batch_size * t.gradient_accumulation_steps
+    effective, _, steps = planned_steps(t, n_train)
     if effective > n_train:
         problems.append(f"the effective batch ({effective}) is larger than the training set ({n_train} examples): "
                         "lower the batch size or the accumulation")
-    steps = t.max_steps if t.max_steps > 0 else math.ceil(max(1, math.ceil(n_train / effective)) * t.num_train_epochs)
     if t.eval_steps > steps:
         problems.append(f"eval every {t.eval_steps} steps, but training has only {steps}: no evaluation would run; "
                         f"set it to {max(1, steps // 4)} or less")

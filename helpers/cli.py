@@ -4,6 +4,8 @@
     validate-data PATH         check a dataset file, folder or Hub id: a summary, or every problem as FILE:N
     train --run-dir DIR        fine-tune with DIR/config.json (the profile's defaults are written there if absent);
                                run it again after a crash and it resumes from the last complete checkpoint
+    evaluate --run-dir DIR     score the base model and the fine-tuned one on the test split; write metrics.json,
+                               the chart and the side-by-side answers into DIR
     run-course [--run-dir DIR] execute every notebook in order, headless, and summarise the results
     sync-notebooks             rewrite the notebooks' Colab badges and install cells from helpers/paths.py
 """
@@ -95,6 +97,25 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from .evaluation import evaluate_run
+    from .rundir import open_run
+
+    cfg, run = open_run(args.run_dir, profile=args.profile)
+    print(f"evaluating run {run} (profile {cfg.profile}, model {cfg.model.model_id}): base vs fine-tuned")
+    record = evaluate_run(cfg, run)
+    b, f = record["base"], record["finetuned"]
+    print(f"{'':<22}{'base':>10}{'fine-tuned':>12}")
+    for key, name, fmt in (("eval_loss", "held-out loss", ".3f"), ("perplexity", "perplexity", ".1f"),
+                           ("exact_match", "exact match", ".2f"), ("valid_format", "valid format", ".2f"),
+                           ("rougeL", "ROUGE-L", ".2f"), ("bleu", "BLEU", ".1f")):
+        if key in b:
+            print(f"{name:<22}{b[key]:>10{fmt}}{f[key]:>12{fmt}}")
+    print(f"training curves: {record['fit']['verdict']} ({record['fit']['evidence']})")
+    print(f"saved {run.metrics_file}, {run.figure_path('base_vs_finetuned')} and {run.path / 'side_by_side.html'}")
+    return 0
+
+
 def cmd_run_course(args) -> int:
     from .course import run_course
 
@@ -129,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     p.add_argument("--save-steps", type=int, help="write a checkpoint every N steps (a re-run resumes from the last)")
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("evaluate", help="base vs fine-tuned on the test split; writes metrics.json")
+    p.add_argument("--run-dir", required=True, help="a run directory with a trained adapter")
+    p.add_argument("--profile", choices=["tiny", "t4", "ampere"], help="only for a run without config.json")
+    p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("run-course", help="execute every notebook in order, headless")
     p.add_argument("--run-dir", help="the run directory (default: runs/<profile>)")
     p.add_argument("--profile", choices=["tiny", "t4", "ampere"], help="default: from the hardware")

@@ -1,14 +1,21 @@
-"""Generate answers and score them: the task metric, base model against fine-tuned. Introduced in 05_evaluation
-(02_model_loading uses `generate_answers` for the baseline).
+"""Generate answers and score them, base model against fine-tuned: held-out loss, the task metric, word overlap,
+the answers side by side, the training curves' verdict and human ratings. Introduced in 05_evaluation
+(02_model_loading uses `generate_answers` for the baseline); `evaluate_run` is the command line's
+`python -m helpers evaluate`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import random
 
 from .config import RunConfig
 from .data import prompt_of, reference_of
+from .rundir import RunDir
+
+RATINGS_FILE = "human_ratings.json"
+RATING_CHOICES = ("not rated", "A is better", "B is better", "both good", "both bad")
 
 
 def stop_token_ids(tokenizer) -> list[int]:
@@ -21,12 +28,17 @@ def stop_token_ids(tokenizer) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
-def generate_answers(model, tokenizer, rows: list[dict], cfg: RunConfig, progress: bool = True) -> list[str]:
-    """Greedy, batched, bounded generation: one reply per row, reproducible and never endless."""
+def generate_answers(model, tokenizer, rows: list[dict], cfg: RunConfig, progress: bool = True,
+                     padding_side: str = "left") -> list[str]:
+    """Greedy, batched, bounded generation: one reply per row, reproducible and never endless.
+
+    `padding_side="right"` exists only to show, in 05_evaluation, what goes wrong without left padding.
+    """
     import torch
     from tqdm.auto import tqdm
 
-    tokenizer.padding_side = "left"  # decoder-only: pad on the left so every prompt ends where generation starts
+    # decoder-only: pad on the left so that every prompt ends where generation starts
+    tokenizer.padding_side = padding_side
     answers = []
     batches = range(0, len(rows), cfg.eval.batch_size)
     for start in tqdm(batches, desc="generating", disable=not progress, leave=False):
@@ -58,14 +70,31 @@ def parse_fields(text: str) -> dict | None:
     return {k.strip(): v.strip() for k, v in pairs}
 
 
+def text_scores(predictions: list[str], references: list[str]) -> dict:
+    """Word overlap with the reference, for free text: mean ROUGE-L F1 (rouge-score) and corpus BLEU (sacrebleu).
+
+    ROUGE-L rewards the longest common word sequence (0 to 1); BLEU counts matching 1- to 4-word runs over the
+    whole test set (0 to 100). rouge-score's tokenizer keeps only ASCII letters and digits, so for other scripts
+    prefer BLEU. Both come from their libraries: `evaluate.load` would fetch them from the Hub, which fails offline.
+    """
+    import sacrebleu
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    rouge = [scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references)]
+    return {"rougeL": sum(rouge) / len(rouge), "bleu": sacrebleu.corpus_bleu(predictions, [references]).score}
+
+
 def score_answers(predictions: list[str], references: list[str]) -> dict:
-    """Exact match, plus (when the references are structured: JSON or `key: value` lines) the rate of answers with
-    exactly the reference's fields and the accuracy of each field. Structured answers are compared field by field, so spacing and
-    field order do not matter."""
+    """Exact match, ROUGE-L and BLEU; when the references are structured (JSON or `key: value` lines) also the rate
+    of answers with exactly the reference's fields and the accuracy of each field. Structured answers are compared
+    field by field, so spacing and field order do not matter."""
     refs = [parse_fields(r) for r in references]
     n = len(references)
+    overlap = text_scores(predictions, references)
     if not all(r is not None for r in refs):
-        return {"exact_match": sum(p.strip() == r.strip() for p, r in zip(predictions, references)) / n, "n": n}
+        exact = sum(p.strip() == r.strip() for p, r in zip(predictions, references)) / n
+        return {"exact_match": exact, **overlap, "n": n}
     preds = [parse_fields(p) for p in predictions]
     fields = sorted({k for r in refs for k in r})
     return {
@@ -73,6 +102,7 @@ def score_answers(predictions: list[str], references: list[str]) -> dict:
         # the right structure: exactly the reference's fields, whatever their values
         "valid_format": sum(p is not None and p.keys() == r.keys() for p, r in zip(preds, refs)) / n,
         "field_accuracy": {f: sum((p or {}).get(f) == r.get(f) for p, r in zip(preds, refs)) / n for f in fields},
+        **overlap,
         "n": n,
     }
 
@@ -108,3 +138,186 @@ def side_by_side(rows: list[dict], predictions: dict[str, list[str]], n: int = 8
     return [{"message": prompt_of(r)[-1]["content"].split("\n\n")[-1], "base": predictions["base"][i],
              "fine-tuned": predictions["finetuned"][i], "reference": reference_of(r)}
             for i, r in enumerate(rows[:n])]
+
+
+def same_answer(prediction: str, reference: str) -> bool:
+    """The exact-match rule for one answer: field by field when the reference is structured, else as text."""
+    ref = parse_fields(reference)
+    return parse_fields(prediction) == ref if ref is not None else prediction.strip() == reference.strip()
+
+
+def _marked(answer: str, reference: str) -> str:
+    """The answer as HTML, its words that differ from the reference highlighted (difflib, word by word)."""
+    import difflib
+    import html
+    import re
+
+    words, ref_words = re.findall(r"\S+|\n", answer), re.findall(r"\S+|\n", reference)
+    out = []
+    for op, _, _, j1, j2 in difflib.SequenceMatcher(None, ref_words, words, autojunk=False).get_opcodes():
+        for word in words[j1:j2]:
+            text = "<br>" if word == "\n" else html.escape(word)
+            out.append(text if op == "equal" or word == "\n" else f'<span style="{_WRONG}">{text}</span>')
+    return " ".join(out).replace(" <br> ", "<br>") or '<i style="color:#888">(empty)</i>'
+
+
+_WRONG = "background:#f8c9c9;color:#000;border-radius:3px;padding:0 2px"
+_RIGHT = "background:#d9f2d9;color:#000"
+_CELL = "text-align:left;vertical-align:top;padding:4px 8px;border-bottom:1px solid #ddd"
+
+
+def side_by_side_html(pairs: list[dict]) -> str:
+    """An HTML table of `side_by_side` rows: an answer equal to the reference is green, and in any other answer
+    the words that differ from the reference are red."""
+    import html
+
+    head = "".join(f'<th style="{_CELL}">{h}</th>' for h in ("message", "base", "fine-tuned", "reference"))
+    body = []
+    for p in pairs:
+        cells = [f'<td style="{_CELL}">{html.escape(p["message"])}</td>']
+        for key in ("base", "fine-tuned"):
+            style = _CELL + (";" + _RIGHT if same_answer(p[key], p["reference"]) else "")
+            cells.append(f'<td style="{style};font-family:monospace">{_marked(p[key], p["reference"])}</td>')
+        reference = html.escape(p["reference"]).replace("\n", "<br>")
+        cells.append(f'<td style="{_CELL};font-family:monospace">{reference}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    legend = (f'<p><span style="{_RIGHT};padding:0 4px">green</span>: same as the reference. '
+              f'<span style="{_WRONG}">red</span>: words that differ from the reference.</p>')
+    widths = "".join(f'<col style="width:{w}%">' for w in (25, 31, 22, 22))  # the babble of a base model is long
+    return (f'{legend}<table style="border-collapse:collapse;table-layout:fixed;width:100%">{widths}'
+            f'<tr>{head}</tr>{"".join(body)}</table>')
+
+
+def before_after_bars(results: dict) -> dict[str, tuple[float, float]]:
+    """(base, fine-tuned) pairs between 0 and 1 for `plots.plot_before_after`: the task metrics and BLEU / 100."""
+    base, tuned = results["base"], results["finetuned"]
+    bars = {"exact match": (base["exact_match"], tuned["exact_match"])}
+    if "valid_format" in base:
+        bars["valid format"] = (base["valid_format"], tuned["valid_format"])
+        bars |= {f"field: {k}": (base["field_accuracy"][k], tuned["field_accuracy"][k]) for k in base["field_accuracy"]}
+    bars["ROUGE-L"] = (base["rougeL"], tuned["rougeL"])
+    bars["BLEU / 100"] = (base["bleu"] / 100, tuned["bleu"] / 100)
+    return bars
+
+
+def diagnose_fit(log_history: list[dict], rise: float = 0.05, still_falling: float = 0.02) -> dict:
+    """Read the training log's eval losses: over-fitting, still learning (under-fitting), or converged; with the
+    evidence in numbers and what to try next. Train and eval loss are both on the answer tokens, so comparable."""
+    by_step = {}
+    for h in log_history:  # the evaluation after training repeats the last step: the one during training counts
+        if "eval_loss" in h:
+            by_step.setdefault(h["step"], h["eval_loss"])
+    evals = list(by_step.values())
+    train = [h["loss"] for h in log_history if "loss" in h]
+    if len(evals) < 3 or not train:
+        return {"verdict": "too few evaluations to judge", "evidence": f"{len(evals)} eval losses in the log",
+                "next": ["lower eval_steps so that training is evaluated at least 3 times"]}
+    best, last, before_last = min(evals), evals[-1], evals[-2]
+    gap = last - sum(train[-3:]) / len(train[-3:])
+    evidence = (f"eval loss {evals[0]:.3f} -> best {best:.3f} -> last {last:.3f}; last train loss "
+                f"{train[-1]:.3f}, gap eval - train {gap:+.3f}")
+    if last > best * (1 + rise):
+        return {"verdict": "over-fitting", "evidence": evidence + f"; the eval loss rose {last / best - 1:.0%} "
+                "from its best while the model kept training",
+                "next": ["stop earlier: fewer epochs, or early_stopping_patience (keeps the best checkpoint)",
+                         "more (or more varied) training data", "a lower learning rate or a smaller LoRA r",
+                         "more LoRA dropout"]}
+    if before_last - last > still_falling * before_last:
+        return {"verdict": "under-fitting (still learning)", "evidence": evidence + f"; the eval loss still fell "
+                f"{1 - last / before_last:.1%} between the last two evaluations",
+                "next": ["train longer (more epochs or steps)", "a higher learning rate (try 2x)",
+                         "a larger LoRA r or more target modules, if longer training plateaus high"]}
+    return {"verdict": "converged, no sign of over-fitting", "evidence": evidence + "; the eval loss has levelled "
+            "off at its best", "next": ["more epochs will not help: the curve is flat",
+                                        "to go further: more or better data, a larger model or LoRA r",
+                                        "check the side-by-side answers: the remaining errors show what is hard"]}
+
+
+def blind_pairs(pairs: list[dict], seed: int = 0) -> list[dict]:
+    """The side-by-side answers as A and B in a random order per row, so a rater cannot tell which model is which."""
+    rng = random.Random(seed)
+    out = []
+    for p in pairs:
+        a_is = rng.choice(("base", "fine-tuned"))
+        b_is = "fine-tuned" if a_is == "base" else "base"
+        out.append({**p, "a_is": a_is, "a": p[a_is], "b": p[b_is]})
+    return out
+
+
+def rating_outcome(item: dict, choice: str) -> str | None:
+    """A rater's choice (`RATING_CHOICES`) unblinded: 'fine-tuned better', 'base better', 'both good', 'both bad'."""
+    if choice in ("A is better", "B is better"):
+        winner = item["a_is"] if choice == "A is better" else ("base" if item["a_is"] == "fine-tuned" else "fine-tuned")
+        return f"{winner} better"
+    return None if choice == "not rated" else choice
+
+
+def rating_key(item: dict) -> tuple:
+    """What a rating is about: the message and both answers (a rating of other answers does not carry over)."""
+    return item["message"], item["base"], item["fine-tuned"]
+
+
+def save_ratings(run: RunDir, items: list[dict], choices: list[str]) -> None:
+    """The rated rows (answers, blind order, choice and outcome) to human_ratings.json in the run directory."""
+    rated = [{**item, "choice": c, "outcome": rating_outcome(item, c)} for item, c in zip(items, choices)
+             if c != "not rated"]
+    run.write_json(RATINGS_FILE, rated)
+
+
+def load_ratings(run: RunDir, pairs: list[dict]) -> list[dict]:
+    """Saved ratings that still apply: those whose message and both answers are the ones shown now."""
+    path = run.path / RATINGS_FILE
+    if not path.exists():
+        return []
+    current = {rating_key(p) for p in pairs}
+    return [r for r in json.loads(path.read_text(encoding="utf-8")) if rating_key(r) in current]
+
+
+def summarize_ratings(ratings: list[dict], shown: int) -> dict:
+    """How many rows were rated, and how often each outcome was chosen."""
+    outcomes = ("fine-tuned better", "base better", "both good", "both bad")
+    return {"rated": len(ratings), "shown": shown,
+            **{o: sum(r["outcome"] == o for r in ratings) for o in outcomes}}
+
+
+def metrics_record(cfg: RunConfig, results: dict, n_test: int, fit: dict | None, human: dict) -> dict:
+    """What metrics.json holds: base and fine-tuned side by side, how answers were generated, the curves' verdict
+    and the human ratings."""
+    return {"model": cfg.model.model_id, "profile": cfg.profile, "run_name": cfg.run_name, "n_test": n_test,
+            "base": results["base"], "finetuned": results["finetuned"],
+            "generation": {"decoding": "greedy", "max_new_tokens": cfg.eval.max_new_tokens,
+                           "batch_size": cfg.eval.batch_size},
+            "fit": fit, "human": human}
+
+
+def save_evaluation(run: RunDir, record: dict, pairs: list[dict]) -> list:
+    """metrics.json, the base-vs-fine-tuned chart (PNG) and the side-by-side table (HTML) in the run directory."""
+    from .plots import plot_before_after
+
+    fig = plot_before_after(before_after_bars(record), title=f"{record['run_name']}: base vs fine-tuned on "
+                            f"{record['n_test']} test examples")
+    fig.savefig(run.figure_path("base_vs_finetuned"), dpi=120, bbox_inches="tight")
+    page = run.path / "side_by_side.html"
+    page.write_text(side_by_side_html(pairs), encoding="utf-8")
+    return [run.write_json("metrics.json", record), run.figure_path("base_vs_finetuned"), page]
+
+
+def evaluate_run(cfg: RunConfig, run: RunDir, n_side_by_side: int = 8) -> dict:
+    """The whole of 05_evaluation, headless (`python -m helpers evaluate`): both models scored, everything saved."""
+    from .data import load_splits
+    from .inference import load_finetuned
+    from .train import make_trainer
+
+    if not (run.adapter_dir / "adapter_model.safetensors").exists():
+        raise FileNotFoundError(f"no trained adapter in {run.adapter_dir}: train first, with "
+                                f"`python -m helpers train --run-dir {run.path}` (or notebook 04_training_sft)")
+    splits = load_splits(cfg, run)
+    model, tokenizer = load_finetuned(cfg, run)
+    rows = list(splits["test"])
+    comparison = compare_models(model, tokenizer, cfg, make_trainer(cfg, run, model, tokenizer, splits), rows)
+    pairs = side_by_side(rows, comparison["predictions"], n=n_side_by_side)
+    history = run.read_json("train_summary.json", made_by="04_training_sft")["log_history"]
+    human = summarize_ratings(load_ratings(run, pairs), shown=len(pairs))
+    record = metrics_record(cfg, comparison["results"], len(rows), diagnose_fit(history), human)
+    save_evaluation(run, record, pairs)
+    return record

@@ -53,7 +53,7 @@ def plot_loss_curves(log_history: list[dict], title: str = "Loss", eval_loss_bef
 
 
 def plot_before_after(metrics: dict[str, tuple[float, float]], title: str = "Base model vs fine-tuned"):
-    """Grouped bars: for each metric name, (base, fine-tuned) values between 0 and 1."""
+    """Grouped bars: for each metric name, (base, fine-tuned) scores between 0 and 1."""
     fig = _figure(7, 3.8)
     ax = fig.add_subplot()
     names = list(metrics)
@@ -65,10 +65,10 @@ def plot_before_after(metrics: dict[str, tuple[float, float]], title: str = "Bas
     for bars in (bars_b, bars_t):
         ax.bar_label(bars, fmt="%.2f", fontsize=8)
     ax.set_xticks(list(xs), names, rotation=15)
-    ax.set_ylim(0, 1.1)
-    ax.set_ylabel("fraction of test examples")
+    ax.set_ylim(0, 1.25)  # room for the legend above the bars
+    ax.set_ylabel("score (1 = every answer right)")
     ax.set_title(title)
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper left", ncol=2)
     return fig
 
 

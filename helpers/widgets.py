@@ -1,8 +1,10 @@
-"""The model picker (02_model_loading) and the hyperparameter panel (04_training_sft), for ipywidgets 7 and 8.
+"""The model picker (02_model_loading), the hyperparameter panel (04_training_sft) and the rating widget
+(05_evaluation), for ipywidgets 7 and 8.
 
-Both start at the run config's values, so a headless run (nbval, run-course) takes the defaults. Both show, live,
-what the choice costs (the memory estimate against this GPU and a T4, and for the panel the steps and a rough
-time), and `apply_*` copies the values into the config, rejecting impossible ones with a message.
+The picker and the panel start at the run config's values, so a headless run (nbval, run-course) takes the
+defaults. Both show, live, what the choice costs (the memory estimate against this GPU and a T4, and for the panel
+the steps and a rough time), and `apply_*` copies the values into the config, rejecting impossible ones with a
+message. The rating widget starts unrated: a headless run records no ratings.
 """
 
 from __future__ import annotations
@@ -235,3 +237,34 @@ def apply_panel(cfg: RunConfig, panel, n_train: int) -> dict:
                 setattr(getattr(cfg, section), name, new)
                 changed[f"{section}.{name}"] = (old, new)
     return changed
+
+
+def rating_widget(pairs: list[dict], run, seed: int = 0):
+    """Blind human rating of the side-by-side answers: for each message, answers A and B (base and fine-tuned in a
+    random order) and the reference; every choice is saved at once to the run's human_ratings.json."""
+    import ipywidgets as w
+
+    from .evaluation import RATING_CHOICES, blind_pairs, load_ratings, rating_key, save_ratings
+
+    items = blind_pairs(pairs, seed)
+    earlier = {rating_key(r): r["choice"] for r in load_ratings(run, pairs)}  # the same answers, rated before
+    toggles = [w.ToggleButtons(options=list(RATING_CHOICES), value=earlier.get(rating_key(i), "not rated"))
+               for i in items]
+
+    def save(_=None) -> None:
+        save_ratings(run, items, [t.value for t in toggles])
+
+    rows = []
+    for n, (item, toggle) in enumerate(zip(items, toggles), 1):
+        toggle.observe(save, names="value")
+        rows += [w.HTML(_rating_html(n, item)), toggle]
+    return w.VBox(rows)
+
+
+def _rating_html(n: int, item: dict) -> str:
+    def block(label: str, text: str) -> str:
+        body = html.escape(text).replace("\n", "<br>") or "<i>(empty)</i>"
+        return f'<td style="vertical-align:top;padding:2px 12px 2px 0"><b>{label}</b><br><code>{body}</code></td>'
+
+    return (f"<hr><b>{n}.</b> {html.escape(item['message'])}<table><tr>{block('A', item['a'])}"
+            f"{block('B', item['b'])}{block('reference', item['reference'])}</tr></table>")

@@ -18,3 +18,17 @@ def tiny_model_dir():
     from helpers.tiny import ensure_tiny_model
 
     return ensure_tiny_model(verbose=False)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """One tiny run trained with the profile's defaults by `python -m helpers train`, shared by the evaluation and
+    inference tests (training is the slow part; 60 steps would lower the loss but not yet get answers right)."""
+    import subprocess
+    import sys
+
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    proc = subprocess.run([sys.executable, "-m", "helpers", "train", "--run-dir", str(run_dir), "--profile", "tiny"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return RunDir(run_dir)

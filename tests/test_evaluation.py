@@ -1,4 +1,14 @@
-from helpers.evaluation import parse_fields, score_answers
+"""Evaluation: the metrics, the side-by-side table, the curves' verdict, human ratings, and `helpers evaluate`."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from helpers.evaluation import (blind_pairs, diagnose_fit, load_ratings, parse_fields, rating_outcome,
+                                save_ratings, score_answers, side_by_side_html, summarize_ratings, text_scores)
+from helpers.rundir import RunDir
 
 
 def test_parse_fields_reads_key_value_lines_and_json():
@@ -16,6 +26,7 @@ def test_scores_whole_answers_and_each_field():
     assert scores["exact_match"] == 0.5
     assert scores["valid_format"] == 1.0
     assert scores["field_accuracy"] == {"day": 0.5, "name": 1.0, "time": 1.0}
+    assert 0.5 < scores["rougeL"] < 1 and 0 < scores["bleu"] < 100
 
 
 def test_valid_format_needs_exactly_the_reference_fields():
@@ -24,5 +35,131 @@ def test_valid_format_needs_exactly_the_reference_fields():
     assert score_answers(preds, refs)["valid_format"] == 1 / 3
 
 
-def test_unstructured_references_fall_back_to_text_match():
-    assert score_answers([" Paris ", "Rome"], ["Paris", "Madrid"]) == {"exact_match": 0.5, "n": 2}
+def test_free_text_gets_exact_match_rouge_l_and_bleu():
+    refs = ["Could you please send me the report when you have a moment?", "I will be unable to attend."]
+    assert score_answers(refs, refs) == {"exact_match": 1.0, "rougeL": 1.0, "bleu": pytest.approx(100), "n": 2}
+    near = ["Could you please send the report when you have a moment?", "I cannot attend."]
+    far = ["Send it.", "No."]
+    near_scores, far_scores = text_scores(near, refs), text_scores(far, refs)
+    assert score_answers(near, refs)["exact_match"] == 0
+    assert 0.6 < near_scores["rougeL"] < 1 and far_scores["rougeL"] < 0.2
+    assert near_scores["bleu"] > 30 > far_scores["bleu"]
+
+
+def test_side_by_side_html_marks_right_answers_and_wrong_words_and_escapes_text():
+    pairs = [{"message": "<script>x</script> at 2pm?", "base": "blah <b>", "fine-tuned": "name: Ana\ntime: 2pm",
+              "reference": "name: Ana\ntime: 2pm"},
+             {"message": "Bo at 9am?", "base": "", "fine-tuned": "name: Cy\ntime: 9am", "reference": "name: Bo\ntime: 9am"}]
+    page = side_by_side_html(pairs)
+    assert "<script>" not in page and "&lt;script&gt;" in page and "&lt;b&gt;" in page
+    assert page.count("background:#d9f2d9") == 2  # the legend, and the one right answer
+    assert ">Cy</span>" in page and ">Bo</span>" not in page and "(empty)" in page
+
+
+def _history(evals, train=1.0):
+    out = []
+    for step, loss in enumerate(evals, 1):
+        out += [{"step": step * 10, "loss": train}, {"step": step * 10, "eval_loss": loss}]
+    return out
+
+
+@pytest.mark.parametrize("evals, verdict", [
+    ([3.0, 2.0, 1.5, 1.6, 1.8], "over-fitting"),
+    ([3.0, 2.0, 1.5, 1.3], "under-fitting (still learning)"),
+    ([3.0, 2.0, 1.40, 1.399], "converged, no sign of over-fitting"),
+    ([3.0, 2.0], "too few evaluations to judge"),
+])
+def test_diagnose_fit_reads_the_eval_curve(evals, verdict):
+    fit = diagnose_fit(_history(evals))
+    assert fit["verdict"] == verdict and fit["next"]
+
+
+def test_the_evaluation_after_training_does_not_count_twice():
+    history = _history([3.0, 2.0, 1.40, 1.399]) + [{"step": 40, "eval_loss": 1.2}]
+    assert diagnose_fit(history)["verdict"].startswith("converged")
+
+
+def test_ratings_are_blind_unblinded_saved_and_only_kept_for_the_same_answers(tmp_path):
+    pairs = [{"message": f"m{i}", "base": f"b{i}", "fine-tuned": f"f{i}", "reference": f"r{i}"} for i in range(6)]
+    items = blind_pairs(pairs, seed=0)
+    assert {i["a_is"] for i in items} == {"base", "fine-tuned"}  # both orders occur
+    assert all(i["a"] == i[i["a_is"]] and i["b"] != i["a"] for i in items)
+    tuned_is_a = next(i for i in items if i["a_is"] == "fine-tuned")
+    assert rating_outcome(tuned_is_a, "A is better") == "fine-tuned better"
+    assert rating_outcome(tuned_is_a, "B is better") == "base better"
+    run = RunDir(tmp_path)
+    assert summarize_ratings(load_ratings(run, pairs), shown=6)["rated"] == 0  # nothing saved: no ratings
+    save_ratings(run, items, ["A is better", "both bad"] + ["not rated"] * 4)
+    summary = summarize_ratings(load_ratings(run, pairs), shown=6)
+    assert summary["rated"] == 2 and summary["both bad"] == 1
+    changed = [{**pairs[0], "fine-tuned": "a new answer"}, *pairs[1:]]
+    assert len(load_ratings(run, changed)) == 1  # the rating of another answer does not carry over
+
+
+def test_rating_widget_saves_each_click_and_starts_from_earlier_ratings(tmp_path):
+    from helpers.widgets import rating_widget
+
+    pairs = [{"message": f"m{i}", "base": f"b{i}", "fine-tuned": f"f{i}", "reference": f"r{i}"} for i in range(3)]
+    run = RunDir(tmp_path)
+    toggles = rating_widget(pairs, run).children[1::2]
+    assert all(t.value == "not rated" for t in toggles) and not (tmp_path / "human_ratings.json").exists()
+    toggles[1].value = "both good"
+    saved = json.loads((tmp_path / "human_ratings.json").read_text())
+    assert [r["message"] for r in saved] == ["m1"] and saved[0]["outcome"] == "both good"
+    assert rating_widget(pairs, run).children[3].value == "both good"
+
+
+@pytest.fixture(scope="module")
+def evaluated_run(trained_run):
+    """`python -m helpers evaluate` on the shared trained tiny run."""
+    proc = subprocess.run([sys.executable, "-m", "helpers", "evaluate", "--run-dir", str(trained_run.path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return trained_run, proc.stdout
+
+
+def test_evaluate_command_writes_a_complete_metrics_json(evaluated_run):
+    run, stdout = evaluated_run
+    metrics = json.loads(run.metrics_file.read_text())
+    for name in ("base", "finetuned"):
+        assert {"eval_loss", "perplexity", "exact_match", "valid_format", "field_accuracy", "rougeL", "bleu",
+                "n"} <= set(metrics[name])
+    assert metrics["n_test"] == metrics["base"]["n"] > 0
+    assert metrics["generation"]["decoding"] == "greedy" and metrics["fit"]["verdict"]
+    assert metrics["human"]["rated"] == 0  # headless: nobody rated, and metrics.json says so
+    assert run.figure_path("base_vs_finetuned").stat().st_size > 10_000
+    assert "<table" in (run.path / "side_by_side.html").read_text()
+    assert "held-out loss" in stdout and "exact match" in stdout
+
+
+def test_fine_tuned_beats_base_on_the_task_metric_and_held_out_loss(evaluated_run):
+    metrics = json.loads(evaluated_run[0].metrics_file.read_text())
+    base, tuned = metrics["base"], metrics["finetuned"]
+    assert tuned["eval_loss"] < 0.5 * base["eval_loss"]
+    assert tuned["exact_match"] > base["exact_match"] and tuned["valid_format"] >= 0.9 > base["valid_format"]
+    assert tuned["rougeL"] > base["rougeL"] and tuned["bleu"] > base["bleu"]
+
+
+def test_batched_left_padded_greedy_generation_matches_one_at_a_time_and_is_bounded(evaluated_run):
+    from helpers.config import RunConfig
+    from helpers.data import read_prepared
+    from helpers.evaluation import generate_answers
+    from helpers.inference import load_finetuned
+
+    run = evaluated_run[0]
+    cfg = RunConfig.load(run.config_file)
+    model, tokenizer = load_finetuned(cfg, run)
+    rows = read_prepared(run, "test")[:6]
+    batched = generate_answers(model, tokenizer, rows, cfg, progress=False)
+    cfg.eval.batch_size = 1
+    assert generate_answers(model, tokenizer, rows, cfg, progress=False) == batched
+    cfg.eval.max_new_tokens = 3
+    short = generate_answers(model, tokenizer, rows, cfg, progress=False)
+    assert all(len(tokenizer(a, add_special_tokens=False)["input_ids"]) <= 4 for a in short)
+
+
+def test_evaluate_without_an_adapter_says_to_train_first(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "helpers", "evaluate", "--run-dir", str(tmp_path / "run"),
+                           "--profile", "tiny"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "no trained adapter" in proc.stderr and "helpers train --run-dir" in proc.stderr

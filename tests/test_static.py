@@ -73,7 +73,8 @@ def test_requirements_cover_what_the_notebooks_import():
             if cell["cell_type"] == "code":
                 imported |= set(re.findall(r"^\s*(?:from|import) (\w+)", "".join(cell["source"]), re.M))
     requirements = (REPO_ROOT / "requirements.txt").read_text().lower()
-    provided_elsewhere = {"helpers", "torch", "os", "subprocess", "sys", "math", "json", "pathlib"}
+    # IPython comes with ipykernel (listed), and every Jupyter or Colab kernel has it
+    provided_elsewhere = {"helpers", "torch", "os", "subprocess", "sys", "math", "json", "pathlib", "IPython"}
     for module in sorted(imported - provided_elsewhere):
         assert module.lower() in requirements, f"notebooks import {module} but requirements.txt lacks it"
 

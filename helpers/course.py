@@ -82,6 +82,9 @@ def course_summary(run_path: Path) -> str:
     ]
     if "valid_format" in b:
         lines.append(f"{'answer in format (test)':<26}{b['valid_format']:>10.2f}{f['valid_format']:>12.2f}")
+    lines += [f"{'ROUGE-L (test)':<26}{b['rougeL']:>10.2f}{f['rougeL']:>12.2f}",
+              f"{'BLEU (test)':<26}{b['bleu']:>10.1f}{f['bleu']:>12.1f}",
+              f"training curves: {metrics['fit']['verdict']}"]
     figures = sorted((run_path / "figures").glob("*.png"))
     lines.append(f"\nFigures ({len(figures)}):")
     lines += [f"  {p}" for p in figures]

@@ -4,8 +4,9 @@
     rundir      the run directory (00)                          data        load, check, split, loss mask (01)
     tiny        the offline tiny base model (02)                model       load model and tokenizer (02)
     lora        LoraConfig, attach, what trains (03)            train       SFTConfig, SFTTrainer, a whole run (04)
-    widgets     the hyperparameter panel (04)                   evaluation  generate and score, base vs tuned (05)
-    inference   reply, stream, merge (06)                       plots       every figure, as a Figure
-    live        live loss plot, NaN/inf guard: callbacks (04)
-    course      run every notebook headless                     cli         `python -m helpers ...`
+    widgets     model picker (02), panel (04), rating (05)      evaluation  generate and score, base vs tuned (05)
+    inference   reply, stream, merge, push to the Hub (06)      chat        settings panel, chat box, terminal chat (06)
+    live        live loss plot, NaN/inf guard: callbacks (04)   plots       every figure, as a Figure
+    budget      memory estimate and training plan (02, 04)      course      run every notebook headless
+    bench       tutorial recipe vs the course's, measured       cli         `python -m helpers ...`
 """

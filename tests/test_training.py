@@ -53,40 +53,6 @@ def test_only_lora_weights_change_during_training(tmp_path):
     assert all(torch.equal(before[n], after[n]) for n in base), "a base weight changed"
 
 
-def test_saved_adapter_reloads_and_merges_to_the_same_outputs(cli_run):
-    from helpers.inference import load_finetuned, merge_adapter, reply
-
-    run, _ = cli_run
-    cfg = make_config("tiny")
-    model, tokenizer = load_finetuned(cfg, run)
-    messages = [{"role": "user", "content": "Extract the name, city and time from this message, one per line.\n\n"
-                                            "Hi, this is Marta. Could we meet in Porto at 4pm?"}]
-    enc = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-    with torch.no_grad():
-        adapter_logits = model(**enc).logits
-    merged, _ = merge_adapter(cfg, run)
-    with torch.no_grad():
-        merged_logits = merged(**enc).logits
-    assert (adapter_logits - merged_logits).abs().max() < 1e-3
-    assert reply(merged, tokenizer, messages) == reply(model, tokenizer, messages)
-    assert (run.merged_dir / "model.safetensors").exists() and (run.merged_dir / "chat_template.jinja").exists()
-
-
-def test_generation_stops_at_end_of_turn(cli_run):
-    from helpers.evaluation import stop_token_ids
-    from helpers.inference import load_finetuned
-
-    run, _ = cli_run
-    cfg = make_config("tiny")
-    model, tokenizer = load_finetuned(cfg, run)
-    enc = tokenizer.apply_chat_template([{"role": "user", "content": "Hi, this is Bo. Lima at 9am?"}],
-                                        add_generation_prompt=True, return_tensors="pt", return_dict=True)
-    out = model.generate(**enc, max_new_tokens=200, do_sample=False, eos_token_id=stop_token_ids(tokenizer),
-                         pad_token_id=tokenizer.pad_token_id)
-    new = out[0, enc["input_ids"].shape[1]:].tolist()
-    assert len(new) < 200 and new[-1] in stop_token_ids(tokenizer), "generation must end at <|end|>, not the cap"
-
-
 def test_train_command_reports_a_bad_config_without_a_traceback(tmp_path):
     run = RunDir(tmp_path / "run")
     run.path.mkdir()

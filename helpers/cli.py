@@ -7,6 +7,7 @@
     evaluate --run-dir DIR     score the base model and the fine-tuned one on the test split; write metrics.json,
                                the chart and the side-by-side answers into DIR
     chat --run-dir DIR         talk to the run's fine-tuned model in the terminal, replies streamed as they are made
+    bench [--variants]         the course's training recipe against the common tutorial recipe: speed, memory, loss
     run-course [--run-dir DIR] execute every notebook in order, headless, and summarise the results
     sync-notebooks             rewrite the notebooks' Colab badges and install cells from helpers/paths.py
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .bench import add_bench_arguments, cmd_bench
 from .chat import add_chat_arguments, cmd_chat
 from .formats import FORMATS
 
@@ -159,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("chat", help="chat with the run's fine-tuned model in the terminal (streamed)")
     add_chat_arguments(p)
     p.set_defaults(func=cmd_chat)
+    p = sub.add_parser("bench", help="the course recipe vs the common tutorial recipe: speed, memory, held-out loss")
+    add_bench_arguments(p)
+    p.set_defaults(func=cmd_bench)
     p = sub.add_parser("run-course", help="execute every notebook in order, headless")
     p.add_argument("--run-dir", help="the run directory (default: runs/<profile>)")
     p.add_argument("--profile", choices=["tiny", "t4", "ampere"], help="default: from the hardware")

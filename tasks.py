@@ -2,10 +2,15 @@
 
     python3 tasks.py course    # set up .venv, then run every notebook headless (tiny profile without a GPU)
     python3 tasks.py test      # set up .venv, then run the test suite (unit tests + every notebook via nbval)
+    python3 tasks.py colab     # the same tests in .venv-colab, on Google Colab's recorded library versions
 
 Set-up creates `.venv/` beside this file, installs torch==2.13.0 (CPU build) first where there is no NVIDIA GPU,
 so that pip does not pull several GB of CUDA packages, then the course (`pip install -e .[test]`). It is skipped
 when nothing it depends on has changed since the last run.
+
+`colab` first installs the versions Colab ships (`tests/colab_versions.txt`: ipywidgets 7, IPython 7, transformers
+5.15, datasets 4.0, ...), then the course the way a notebook's install cell does on Colab (`pip install -e .`, which
+upgrades only what `requirements.txt` needs), prints what that install changed, and runs the test suite there.
 """
 
 from __future__ import annotations
@@ -19,10 +24,12 @@ import venv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-VENV = ROOT / ".venv"
-BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
-PY = BIN / ("python.exe" if os.name == "nt" else "python")
 CPU_TORCH = "torch==2.13.0"
+COLAB_VERSIONS = "tests/colab_versions.txt"
+
+
+def python_in(venv_dir: Path) -> Path:
+    return venv_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
 def run(*cmd: str | Path) -> None:
@@ -35,37 +42,62 @@ def has_nvidia_gpu() -> bool:
         ["nvidia-smi", "-L"], capture_output=True).returncode == 0
 
 
-def setup() -> None:
-    stamp = VENV / ".course-setup"
-    key = hashlib.sha256(b"".join((ROOT / f).read_bytes() for f in ("requirements.txt", "pyproject.toml"))
-                         + CPU_TORCH.encode()).hexdigest()
-    if stamp.exists() and stamp.read_text() == key and PY.exists():
-        return
-    if not PY.exists():
-        print(f"creating {VENV}", flush=True)
-        venv.create(VENV, with_pip=True)
+def setup(venv_dir: Path, colab: bool = False) -> Path:
+    """Create or refresh a virtual environment with the course installed; return its python."""
+    py = python_in(venv_dir)
+    stamp = venv_dir / ".course-setup"
+    inputs = ("requirements.txt", "pyproject.toml") + ((COLAB_VERSIONS,) if colab else ())
+    key = hashlib.sha256(b"".join((ROOT / f).read_bytes() for f in inputs) + CPU_TORCH.encode()).hexdigest()
+    if stamp.exists() and stamp.read_text() == key and py.exists():
+        return py
+    if not py.exists():
+        print(f"creating {venv_dir}", flush=True)
+        venv.create(venv_dir, with_pip=True)
     # --no-compile: skip byte-compiling every installed file (most are never imported); Python compiles what it
     # imports, on first use
-    pip = [PY, "-m", "pip", "install", "--disable-pip-version-check", "--no-compile", "-q"]
+    pip = [py, "-m", "pip", "install", "--disable-pip-version-check", "--no-compile", "-q"]
     if not has_nvidia_gpu():
         run(*pip, CPU_TORCH)  # first, so that nothing later pulls a CUDA build
-    run(*pip, "-e", ".[test]")
+    if colab:
+        run(*pip, "-r", COLAB_VERSIONS)
+        before = freeze(py)
+        run(*pip, "-e", ".")  # what the notebooks' install cell runs on Colab
+        report_changes(before, freeze(py))
+        run(*pip, "pytest>=8", "nbval==0.11.0")
+    else:
+        run(*pip, "-e", ".[test]")
     stamp.write_text(key)
+    return py
+
+
+def freeze(py: Path) -> dict[str, str]:
+    out = subprocess.run([str(py), "-m", "pip", "freeze", "--exclude-editable"], capture_output=True, text=True,
+                         check=True).stdout
+    return dict(line.split("==", 1) for line in out.splitlines() if "==" in line)
+
+
+def report_changes(before: dict[str, str], after: dict[str, str]) -> None:
+    """What the install cell changes in Colab's runtime: upgrades of preinstalled libraries, and additions."""
+    changed = [f"  {name} {before[name]} -> {after[name]}" for name in sorted(after)
+               if name in before and before[name] != after[name]]
+    added = sorted(f"{name} {after[name]}" for name in after if name not in before)
+    print("The install cell changes on Colab:", *(changed or ["  nothing preinstalled"]), sep="\n")
+    print("and adds:", ", ".join(added), flush=True)
 
 
 def main() -> int:
-    if len(sys.argv) < 2 or sys.argv[1] not in ("course", "test"):
+    if len(sys.argv) < 2 or sys.argv[1] not in ("course", "test", "colab"):
         print(__doc__)
         return 2
-    setup()
+    py = setup(ROOT / ".venv-colab", colab=True) if sys.argv[1] == "colab" else setup(ROOT / ".venv")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # Packages are installed without byte-compiling (--no-compile), so let Python cache what it actually imports:
     # with PYTHONDONTWRITEBYTECODE set, every notebook kernel would recompile transformers from source.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     if sys.argv[1] == "course":
-        cmd = [PY, "-m", "helpers", "run-course", *sys.argv[2:]]
+        cmd = [py, "-m", "helpers", "run-course", *sys.argv[2:]]
     else:
-        cmd = [PY, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", *sys.argv[2:]]
+        cmd = [py, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", *sys.argv[2:]]
     print("+", " ".join(map(str, cmd)), flush=True)
     return subprocess.run([str(c) for c in cmd], cwd=ROOT, env=env).returncode
 

@@ -146,7 +146,7 @@ def _read_jsonl(path: Path, text: str) -> tuple[list, list[int], str]:
             records.append(json.loads(line))
             lines.append(n)
         except json.JSONDecodeError as e:
-            problems.append(f"{path}:{n}: not valid JSON ({e.msg} at column {e.colno}); each line must be one "
+            problems.append(f"{path}:{n}: not valid JSON ({e.msg}, column {e.colno}); each line must be one "
                             "complete JSON object, such as {\"instruction\": ..., \"output\": ...}")
     if problems and text.lstrip().startswith("["):
         raise DataError(f"{path}:1: this looks like a JSON array, not JSON Lines; rename the file to .json")

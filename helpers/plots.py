@@ -66,7 +66,7 @@ def plot_before_after(metrics: dict[str, tuple[float, float]], title: str = "Bas
         ax.bar_label(bars, fmt="%.2f", fontsize=8)
     ax.set_xticks(list(xs), names, rotation=15)
     ax.set_ylim(0, 1.25)  # room for the legend above the bars
-    ax.set_ylabel("score (1 = every answer right)")
+    ax.set_ylabel("score (higher is better; 1 = perfect)")
     ax.set_title(title)
     ax.legend(loc="upper left", ncol=2)
     return fig

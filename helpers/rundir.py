@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,10 +96,20 @@ def resolve_run_dir(run_name: str, run_dir: str | Path | None = None) -> Path:
         return Path(run_dir).expanduser().resolve()
     if os.environ.get("COURSE_RUN_DIR"):
         return Path(os.environ["COURSE_RUN_DIR"]).expanduser().resolve()
-    drive = Path("/content/drive/MyDrive")
-    if drive.is_dir():  # Colab with Google Drive mounted: a disconnect loses nothing
-        return drive / "llm-finetuning-course" / "runs" / run_name
+    if DRIVE.is_dir():  # Colab with Google Drive mounted: a disconnect loses nothing
+        return DRIVE / "llm-finetuning-course" / "runs" / run_name
     return RUNS_DIR / run_name
+
+
+DRIVE = Path("/content/drive/MyDrive")
+NOT_ON_DRIVE = ("This run directory is not on Google Drive: it lasts only as long as this Colab runtime, and each "
+                "notebook opened from its badge gets a new runtime. To keep it, mount Drive "
+                "(from google.colab import drive; drive.mount('/content/drive')) and run this cell again.")
+
+
+def lost_with_the_runtime(path: Path) -> bool:
+    """True on Colab when the run directory is not on the mounted Drive, so that a disconnect would lose it."""
+    return "google.colab" in sys.modules and not str(path).startswith("/content/drive/")
 
 
 def open_run(run_dir: str | Path | None = None, profile: str | None = None) -> tuple[RunConfig, RunDir]:
@@ -114,6 +125,8 @@ def open_run(run_dir: str | Path | None = None, profile: str | None = None) -> t
         cfg = make_config(profile, run_name=path.name)
         path.mkdir(parents=True, exist_ok=True)
         cfg.save(run.config_file)
+    if lost_with_the_runtime(path):
+        print(NOT_ON_DRIVE)
     return cfg, run
 
 

@@ -52,3 +52,17 @@ def test_broken_config_file_names_the_file(tmp_path):
     path.write_text(json.dumps({"profile": "tiny", "train": {"lr": 1}}))
     with pytest.raises(ConfigError, match="remove that key"):
         RunConfig.load(path)
+
+
+def test_colab_without_drive_says_the_run_directory_would_be_lost(tmp_path, monkeypatch, capsys):
+    import sys
+    import types
+
+    from helpers.rundir import open_run
+
+    open_run(tmp_path / "local", profile="tiny")
+    assert "Google Drive" not in capsys.readouterr().out  # not on Colab: nothing to say
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    open_run(tmp_path / "local", profile="tiny")
+    out = capsys.readouterr().out
+    assert "not on Google Drive" in out and "drive.mount('/content/drive')" in out

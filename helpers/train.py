@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 from .config import RunConfig, TrainConfig
@@ -111,17 +112,34 @@ def make_trainer(cfg: RunConfig, run: RunDir, model, tokenizer, splits, callback
     extra = [NonFiniteLossGuard(), *(callbacks or [])]
     if early_stopping_on(cfg.train, args.eval_strategy):
         extra.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=to_sft_format(splits["train"], tokenizer),
-        eval_dataset=to_sft_format(splits["validation"], tokenizer),
-        processing_class=tokenizer,
-        callbacks=extra,
-    )
+    # TRL prepares each split in four passes, each with a progress bar: eight bars that flash by in under a second
+    # on a dataset of a few thousand rows. Show them only where preparing takes long enough to watch.
+    quiet = len(splits["train"]) < 5000
+    with _datasets_progress_bars(enabled=not quiet):
+        trainer = SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=to_sft_format(splits["train"], tokenizer),
+            eval_dataset=to_sft_format(splits["validation"], tokenizer),
+            processing_class=tokenizer,
+            callbacks=extra,
+        )
     if trainer.args.fp16:
         keep_adapters_in_fp32(trainer.model)
     return trainer
+
+
+@contextmanager
+def _datasets_progress_bars(enabled: bool):
+    """datasets' progress bars on or off inside the block, restored afterwards."""
+    import datasets
+
+    was = datasets.is_progress_bar_enabled()
+    (datasets.enable_progress_bars if enabled else datasets.disable_progress_bars)()
+    try:
+        yield
+    finally:
+        (datasets.enable_progress_bars if was else datasets.disable_progress_bars)()
 
 
 def keep_adapters_in_fp32(model) -> None:

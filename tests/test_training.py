@@ -117,3 +117,14 @@ def test_accelerate_launch_trains_on_two_processes_like_one(cli_run, tmp_path):
     assert two["global_step"] == one["global_step"] == 60
     assert epoch(two) == pytest.approx(2 * epoch(one), rel=0.01)
     assert two["eval_loss_after"] == pytest.approx(one["eval_loss_after"], rel=0.15)
+
+
+def test_small_datasets_prepare_without_progress_bars_and_the_setting_is_restored():
+    import datasets
+
+    from helpers.train import _datasets_progress_bars
+
+    datasets.enable_progress_bars()
+    with _datasets_progress_bars(enabled=False):
+        assert not datasets.is_progress_bar_enabled()
+    assert datasets.is_progress_bar_enabled()

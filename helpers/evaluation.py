@@ -107,6 +107,16 @@ def score_answers(predictions: list[str], references: list[str]) -> dict:
     }
 
 
+def proportion_interval(rate: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval (95% for z=1.96) of a rate measured on n examples, such as an exact-match score:
+    where the rate on unlimited examples of the same kind probably lies. Introduced in 05_evaluation."""
+    if n <= 0:
+        raise ValueError("a rate needs at least one example")
+    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def evaluate_answers(model, tokenizer, rows: list[dict], cfg: RunConfig) -> tuple[dict, list[str]]:
     """Generate for every row and score against the reference replies."""
     predictions = generate_answers(model, tokenizer, rows, cfg)

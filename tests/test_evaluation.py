@@ -163,3 +163,16 @@ def test_evaluate_without_an_adapter_says_to_train_first(tmp_path):
                            "--profile", "tiny"], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "no trained adapter" in proc.stderr and "helpers train --run-dir" in proc.stderr
+
+
+def test_proportion_interval_is_the_wilson_interval():
+    from helpers.evaluation import proportion_interval
+
+    low, high = proportion_interval(28 / 60, 60)
+    assert (round(low, 3), round(high, 3)) == (0.346, 0.591)  # Wilson, z = 1.96
+    assert proportion_interval(0.0, 60)[0] == 0.0 and proportion_interval(1.0, 60)[1] == pytest.approx(1.0)
+    narrow = proportion_interval(0.5, 240)
+    wide = proportion_interval(0.5, 60)
+    assert abs((narrow[1] - narrow[0]) * 2 - (wide[1] - wide[0])) < 0.01  # four times the rows: half the width
+    with pytest.raises(ValueError):
+        proportion_interval(0.5, 0)

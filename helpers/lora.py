@@ -55,8 +55,10 @@ def apply_lora(model, cfg: RunConfig):
 
 def trainable_report(model) -> dict:
     """How many parameters train, out of how many."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    from .model import parameter_count
+
+    trainable = sum(parameter_count(p) for p in model.parameters() if p.requires_grad)
+    total = sum(parameter_count(p) for p in model.parameters())  # 4-bit weights counted as weights, not bytes
     return {"trainable": trainable, "total": total, "trainable_percent": round(100 * trainable / total, 3)}
 
 

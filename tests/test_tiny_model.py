@@ -47,3 +47,23 @@ def test_tiny_model_is_a_base_model_that_copies_from_context(tiny_model_dir):
                 seen.add(ids[i])
     p_first, p_later = sum(first) / len(first), sum(later) / len(later)
     assert p_later > 0.3 and p_later > 10 * p_first, (p_first, p_later)
+
+
+def test_4bit_weights_are_counted_as_weights_not_packed_bytes():
+    import logging
+
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from helpers.lora import trainable_report
+    from helpers.model import model_footprint
+    from helpers.tiny import ensure_tiny_model
+
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    folder = ensure_tiny_model(verbose=False)
+    full = AutoModelForCausalLM.from_pretrained(folder)
+    packed = AutoModelForCausalLM.from_pretrained(folder, quantization_config=BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32))
+    assert sum(p.numel() for p in packed.parameters()) < sum(p.numel() for p in full.parameters())  # two per byte
+    assert model_footprint(packed)["parameters"] == model_footprint(full)["parameters"]
+    assert trainable_report(packed)["total"] == trainable_report(full)["total"]

@@ -55,10 +55,8 @@ def apply_lora(model, cfg: RunConfig):
 
 def trainable_report(model) -> dict:
     """How many parameters train, out of how many."""
-    from .model import parameter_count
-
-    trainable = sum(parameter_count(p) for p in model.parameters() if p.requires_grad)
-    total = sum(parameter_count(p) for p in model.parameters())  # 4-bit weights counted as weights, not bytes
+    # transformers' count: 4-bit weights counted as weights, not as their packed bytes
+    trainable, total = model.num_parameters(only_trainable=True), model.num_parameters()
     return {"trainable": trainable, "total": total, "trainable_percent": round(100 * trainable / total, 3)}
 
 

@@ -144,19 +144,10 @@ def load_model_and_tokenizer(cfg: RunConfig):
     return model, tokenizer
 
 
-def parameter_count(param) -> int:
-    """How many weights a tensor holds. A bitsandbytes 4-bit tensor packs two weights per byte of its storage, so
-    its `numel()` undercounts them (by 2x for uint8 storage); this counts them the way peft does."""
-    n = param.numel()
-    if type(param).__name__ == "Params4bit":
-        n *= 2 * getattr(getattr(param, "quant_storage", None), "itemsize", 1)  # bytes per storage element
-    return n
-
-
 def model_footprint(model) -> dict:
     """Parameter count and the memory the weights take, as the notebook reports them."""
-    total = sum(parameter_count(p) for p in model.parameters())
-    return {"parameters": total, "weights_mib": round(model.get_memory_footprint() / 2**20, 1),
+    # transformers counts a bitsandbytes 4-bit tensor's weights, not its packed bytes (two weights per byte)
+    return {"parameters": model.num_parameters(), "weights_mib": round(model.get_memory_footprint() / 2**20, 1),
             "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
             "device": str(next(model.parameters()).device)}
 

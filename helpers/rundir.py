@@ -90,6 +90,12 @@ class RunDir:
         return str(self.path)
 
 
+DRIVE = Path("/content/drive/MyDrive")
+NOT_ON_DRIVE = ("This run directory is not on Google Drive: it lasts only as long as this Colab runtime, and each "
+                "notebook opened from its badge gets a new runtime. To keep it, mount Drive "
+                "(from google.colab import drive; drive.mount('/content/drive')) and run this cell again.")
+
+
 def resolve_run_dir(run_name: str, run_dir: str | Path | None = None) -> Path:
     """`run_dir` if given, else `COURSE_RUN_DIR`, else runs/<run_name> (on Colab, on Drive if it is mounted)."""
     if run_dir:
@@ -101,15 +107,9 @@ def resolve_run_dir(run_name: str, run_dir: str | Path | None = None) -> Path:
     return RUNS_DIR / run_name
 
 
-DRIVE = Path("/content/drive/MyDrive")
-NOT_ON_DRIVE = ("This run directory is not on Google Drive: it lasts only as long as this Colab runtime, and each "
-                "notebook opened from its badge gets a new runtime. To keep it, mount Drive "
-                "(from google.colab import drive; drive.mount('/content/drive')) and run this cell again.")
-
-
 def lost_with_the_runtime(path: Path) -> bool:
     """True on Colab when the run directory is not on the mounted Drive, so that a disconnect would lose it."""
-    return "google.colab" in sys.modules and not str(path).startswith("/content/drive/")
+    return "google.colab" in sys.modules and not Path(path).is_relative_to(DRIVE.parent)
 
 
 def open_run(run_dir: str | Path | None = None, profile: str | None = None) -> tuple[RunConfig, RunDir]:

@@ -1,4 +1,5 @@
-"""helpers: the code behind the course notebooks. Import the module a notebook names; nothing runs on import.
+"""helpers: the code behind the course notebooks. Import the module a notebook names; nothing runs on import but
+one logging setting (below).
 
     config      the run config and its profile presets (00)     machine     GPU, profile, versions, HF token (00)
     rundir      the run directory (00)                          data        load, check, split, loss mask (01)
@@ -9,4 +10,12 @@
     live        live loss plot, NaN/inf guard: callbacks (04)   plots       every figure, as a Figure
     budget      memory estimate and training plan (02, 04)      course      run every notebook headless
     bench       tutorial recipe vs the course's, measured       cli         `python -m helpers ...`
+    robustness  the tiny fine-tune over seeds, min/median/max
 """
+
+import logging
+
+# bitsandbytes logs "Failed to load CPU gemm_4bit_forward from kernels-community ... pip install kernels" when peft
+# imports it on a CPU. Nothing needs that package: 4-bit loading works without it, and installing it changes
+# nothing the course uses. Silenced before any notebook imports peft, so that no learner acts on it.
+logging.getLogger("bitsandbytes").setLevel(logging.ERROR)

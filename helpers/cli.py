@@ -9,6 +9,8 @@
     chat --run-dir DIR         talk to the run's fine-tuned model in the terminal, replies streamed as they are made
     bench [--variants]         the course's training recipe against the common tutorial recipe: speed, memory, loss
     run-course [--run-dir DIR] execute every notebook in order, headless, and summarise the results
+    robustness [--seeds 0,1,2,3,4]  fine-tune the tiny model with several seeds; min / median / max of the scores
+    build-tiny-model [--out DIR]    rebuild the shipped tiny base model and say whether it matches bit for bit
     sync-notebooks             rewrite the notebooks' Colab badges and install cells from helpers/paths.py
 """
 
@@ -20,6 +22,7 @@ import sys
 from .bench import add_bench_arguments, cmd_bench
 from .chat import add_chat_arguments, cmd_chat
 from .formats import FORMATS
+from .robustness import DEFAULT_OUT as DEFAULT_ROBUSTNESS_OUT
 
 
 def cmd_check(args) -> int:
@@ -126,6 +129,48 @@ def cmd_run_course(args) -> int:
     return run_course(args.run_dir, profile=args.profile, timeout=args.timeout)
 
 
+def cmd_robustness(args) -> int:
+    from .robustness import measure_robustness, spread_table
+
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    print(f"fine-tuning the tiny model with seeds {', '.join(map(str, seeds))} (about a minute each on 2 cores)")
+    record = measure_robustness(seeds, args.out, max_steps=args.max_steps)
+    print(spread_table(record))
+    print(f"saved {args.out}")
+    for line in record["missed"]:
+        print(f"target missed: {line}")
+    return 1 if record["missed"] else 0
+
+
+def cmd_build_tiny_model(args) -> int:
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from .tiny import SHIPPED_DIR, TinyModelError, build_tiny_model, compare_with_shipped
+
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="tiny-rebuild-"))
+    print(f"building the tiny base model into {out} (a few minutes on 2 CPU cores)")
+    manifest = build_tiny_model(out)
+    print(f"built in {manifest['built']['seconds']}s")
+    try:
+        diff = compare_with_shipped(out)
+    except TinyModelError as e:
+        diff = None
+        print(f"no shipped model to compare with: {e}")
+    if diff and diff["identical"]:
+        print(f"bit for bit identical to the shipped model in {SHIPPED_DIR}")
+    elif diff:
+        print(f"differs from the shipped model: {', '.join(diff['files_that_differ'])}; largest weight difference "
+              f"{diff['largest_weight_difference']:.3g}. Builds on different CPUs can differ; the course uses the "
+              "shipped model, so this changes nothing unless you replace it (--replace).")
+    if args.replace:
+        shutil.rmtree(SHIPPED_DIR, ignore_errors=True)
+        shutil.copytree(out, SHIPPED_DIR)
+        print(f"replaced {SHIPPED_DIR}: measure it with `python -m helpers robustness` before committing it")
+    return 0
+
+
 def cmd_sync_notebooks(args) -> int:
     from .notebook_tools import sync_notebooks
 
@@ -169,6 +214,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", choices=["tiny", "t4", "ampere"], help="default: from the hardware")
     p.add_argument("--timeout", type=int, default=1800, help="seconds allowed per notebook cell")
     p.set_defaults(func=cmd_run_course)
+    p = sub.add_parser("robustness", help="fine-tune the tiny model with several seeds: min / median / max")
+    p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated training seeds (default: 0,1,2,3,4)")
+    p.add_argument("--out", default=str(DEFAULT_ROBUSTNESS_OUT), help="the JSON to write")
+    p.add_argument("--max-steps", type=int, default=-1, help="cut each fine-tune short (only for a quick check)")
+    p.set_defaults(func=cmd_robustness)
+    p = sub.add_parser("build-tiny-model", help="rebuild the tiny base model and compare it with the shipped one")
+    p.add_argument("--out", help="where to build it (default: a new temporary folder)")
+    p.add_argument("--replace", action="store_true", help="then replace the shipped model in data/tiny_base")
+    p.set_defaults(func=cmd_build_tiny_model)
     sub.add_parser("sync-notebooks", help="regenerate badges and install cells").set_defaults(func=cmd_sync_notebooks)
     args = parser.parse_args(argv)
     try:

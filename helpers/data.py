@@ -14,7 +14,7 @@ import unicodedata
 from pathlib import Path
 
 from .config import RunConfig
-from .formats import EXTENSIONS, DataError, ValidationReport, validate_file, validate_records
+from .formats import EXTENSIONS, GROUP_FIELD, DataError, ValidationReport, validate_file, validate_records
 from .paths import REPO_ROOT
 from .rundir import RunDir
 
@@ -136,7 +136,8 @@ def clean_splits(reports: dict[str, ValidationReport], tokenizer=None,
         lengths = token_lengths(report.rows, tokenizer) if tokenizer is not None and max_length else None
         exact, near, kept = set(), set(), []
         for i, (n, row) in enumerate(zip(report.locations, report.rows)):
-            tidy = {"messages": [{"role": m["role"], "content": clean_text(m["content"])} for m in row["messages"]]}
+            tidy = {"messages": [{"role": m["role"], "content": clean_text(m["content"])} for m in row["messages"]],
+                    **{k: v for k, v in row.items() if k == GROUP_FIELD}}
             c["whitespace_fixed"] += tidy != row
             key, nkey = json.dumps(tidy, ensure_ascii=False), normalized_key(tidy)
             reason = ("exact_duplicates" if key in exact else "near_duplicates" if nkey in near
@@ -244,6 +245,8 @@ def to_sft_format(ds, tokenizer):
     Without them (most Hub chat templates, TinyLlama's included): a `prompt` / `completion` pair, and TRL's
     completion-only loss does the masking. Either way the prompt's tokens carry no loss.
     """
+    if GROUP_FIELD in ds.column_names:  # a label for scoring apart, not something to train on
+        ds = ds.remove_columns(GROUP_FIELD)
     if has_generation_markers(tokenizer):
         return ds
     return ds.map(lambda row: {"prompt": prompt_of(row), "completion": row["messages"][-1:]},
@@ -251,9 +254,21 @@ def to_sft_format(ds, tokenizer):
 
 
 def token_lengths(rows: list[dict], tokenizer) -> list[int]:
-    """Tokens per example after the chat template: what max_length is compared with."""
-    return [len(tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"])
-            for r in rows]
+    """Tokens per example after the chat template: what max_length is compared with.
+
+    Counting a long example makes transformers warn "Token indices sequence length is longer than the specified
+    maximum ... will result in indexing errors": nothing is fed to the model here, and the examples longer than
+    max_length are reported by name (and removed by cleaning), so that warning is silenced while counting.
+    """
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return [len(tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"])
+                for r in rows]
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def loss_mask_tokens(tokenizer, messages: list[dict]) -> list[tuple[str, bool]]:

@@ -12,6 +12,7 @@ import random
 
 from .config import RunConfig
 from .data import prompt_of, reference_of
+from .formats import GROUP_FIELD
 from .rundir import RunDir
 
 RATINGS_FILE = "human_ratings.json"
@@ -118,15 +119,34 @@ def proportion_interval(rate: float, n: int, z: float = 1.96) -> tuple[float, fl
 
 
 def evaluate_answers(model, tokenizer, rows: list[dict], cfg: RunConfig) -> tuple[dict, list[str]]:
-    """Generate for every row and score against the reference replies."""
+    """Generate for every row and score against the reference replies (and per group, where rows have one)."""
     predictions = generate_answers(model, tokenizer, rows, cfg)
-    return score_answers(predictions, [reference_of(r) for r in rows]), predictions
+    scores = score_answers(predictions, [reference_of(r) for r in rows])
+    groups = scores_by_group(rows, predictions)
+    return ({**scores, "by_group": groups} if groups else scores), predictions
+
+
+def scores_by_group(rows: list[dict], predictions: list[str]) -> dict[str, dict]:
+    """`score_answers` for each `group` label the rows carry (the shipped test split: "seen phrasing" and "unseen
+    phrasing"); {} when no row has one. Rows without a label are left out."""
+    labels = sorted({r[GROUP_FIELD] for r in rows if r.get(GROUP_FIELD)})
+    return {g: score_answers([p for p, r in zip(predictions, rows) if r.get(GROUP_FIELD) == g],
+                             [reference_of(r) for r in rows if r.get(GROUP_FIELD) == g]) for g in labels}
 
 
 def eval_loss(trainer) -> dict:
     """Held-out loss on the answer tokens and its perplexity, through the trainer's own evaluation loop."""
     loss = trainer.evaluate()["eval_loss"]
     return {"eval_loss": loss, "perplexity": math.exp(loss)}
+
+
+def loss_baselines(tokenizer) -> dict[str, dict]:
+    """What the held-out loss and perplexity are measured against: a uniform guess over the vocabulary (loss
+    ln V, perplexity V: the model knows nothing) and a perfect answer (loss 0, perplexity 1: every answer token
+    certain). A perplexity above V means the model is surer of the wrong tokens than a blind guess would be."""
+    vocabulary = len(tokenizer)
+    return {"uniform guess": {"eval_loss": math.log(vocabulary), "perplexity": float(vocabulary)},
+            "perfect answer": {"eval_loss": 0.0, "perplexity": 1.0}}
 
 
 def compare_models(model, tokenizer, cfg: RunConfig, trainer, rows: list[dict]) -> dict:
@@ -141,6 +161,62 @@ def compare_models(model, tokenizer, cfg: RunConfig, trainer, rows: list[dict]) 
             scores, predictions[name] = evaluate_answers(model, tokenizer, rows, cfg)
         results[name] = {**loss, **scores}
     return {"results": results, "predictions": predictions}
+
+
+def interpret_comparison(results: dict, baselines: dict | None = None) -> str:
+    """What the base-vs-fine-tuned table says, as Markdown bullets computed from its numbers (05_evaluation), so
+    that the prose agrees with the table on every run, including a run where fine-tuning did not work."""
+    base, tuned = results["base"], results["finetuned"]
+    lines = []
+    fell = tuned["eval_loss"] < base["eval_loss"]
+    ref = ""
+    if baselines:
+        guess = baselines["uniform guess"]["perplexity"]
+        ref = (f" For scale: a uniform guess over the {guess:,.0f}-token vocabulary has perplexity {guess:,.0f}, a "
+               "perfect answer 1." + (" The base model is *worse* than a blind guess: it is confidently wrong "
+                                      "about tokens it never saw in pretraining (the chat template's)."
+                                      if base["perplexity"] > guess else ""))
+    lines.append(f"- The **held-out loss** {'fell' if fell else 'did not fall'}: {base['eval_loss']:.2f} -> "
+                 f"{tuned['eval_loss']:.2f} (perplexity {base['perplexity']:,.1f} -> {tuned['perplexity']:,.1f})."
+                 + ref)
+    n, em0, em1 = tuned["n"], base["exact_match"], tuned["exact_match"]
+    lines.append(f"- **Exact match** went from {em0:.2f} to {em1:.2f}: {round(em1 * n)} of {n} test answers entirely "
+                 f"right, {'up' if em1 > em0 else 'not up'} from {round(em0 * n)}, on names training never showed.")
+    fields = tuned.get("field_accuracy")
+    if fields:
+        worst = min(fields, key=fields.get)
+        listed = ", ".join(f"{f} {a:.2f}" for f, a in fields.items())
+        verdict = (f"'{worst}' is the hardest. Below {WEAK_FIELD:.1f}, the model is not copying that field from the "
+                   "message; the side-by-side answers below show what it writes instead." if fields[worst] < WEAK_FIELD
+                   else f"every field is right in most answers; '{worst}' is the hardest.")
+        lines.append(f"- **Per field**: {listed}: {verdict}")
+    groups = tuned.get("by_group")
+    if groups:
+        listed = ", ".join(f"{g} {s['exact_match']:.2f} ({s['n']} rows)" for g, s in groups.items())
+        lines.append(f"- **By group** (exact match): {listed}. A gap between them is what training on one kind of "
+                     "row costs on the other.")
+    return "\n".join(lines)
+
+
+def lesson_problems(results: dict, min_gain: float = 0.2) -> list[str]:
+    """What failed in the lesson's promise (the held-out loss falls, exact match rises by `min_gain`), each with
+    what to look at and what to do; [] when it held."""
+    base, tuned = results["base"], results["finetuned"]
+    problems = []
+    if tuned["eval_loss"] >= base["eval_loss"]:
+        problems.append(f"the held-out loss did not fall ({base['eval_loss']:.3f} -> {tuned['eval_loss']:.3f}): "
+                        "training did not take. Look at 04's loss curve; if it is flat, raise cfg.train.learning_rate "
+                        "or the epochs, and check that train_summary.json is from this run's config.")
+    if tuned["exact_match"] < base["exact_match"] + min_gain:
+        fields = tuned.get("field_accuracy", {})
+        weak = [f"'{f}' ({a:.2f})" for f, a in fields.items() if a < WEAK_FIELD]
+        problems.append(f"exact match rose only from {base['exact_match']:.2f} to {tuned['exact_match']:.2f} (the "
+                        f"lesson needs +{min_gain})" + (f"; the weak fields are {', '.join(weak)}" if weak else "")
+                        + ". If valid format is low, the model has not learnt the answer's layout: train longer. If "
+                        "one field is low, read its side-by-side answers: values from the training data mean the "
+                        "model memorised instead of copying. A changed config (04's panel) is the usual cause; "
+                        "the profile's defaults are measured over 5 seeds in the README.")
+    return problems
 
 
 def side_by_side(rows: list[dict], predictions: dict[str, list[str]], n: int = 8) -> list[dict]:
@@ -210,9 +286,33 @@ def before_after_bars(results: dict) -> dict[str, tuple[float, float]]:
     return bars
 
 
-def diagnose_fit(log_history: list[dict], rise: float = 0.05, still_falling: float = 0.02) -> dict:
+def diagnose_fit(log_history: list[dict], rise: float = 0.05, still_falling: float = 0.02,
+                 task_scores: dict | None = None) -> dict:
     """Read the training log's eval losses: over-fitting, still learning (under-fitting), or converged; with the
-    evidence in numbers and what to try next. Train and eval loss are both on the answer tokens, so comparable."""
+    evidence in numbers and what to try next. Train and eval loss are both on the answer tokens, so comparable.
+
+    With `task_scores` (the fine-tuned model's `score_answers`), a field the model rarely gets right is reported
+    too, whatever the curves say: a loss averaged over every answer token can look converged while one field,
+    a few tokens of each answer, is still wrong."""
+    verdict = _curve_verdict(log_history, rise, still_falling)
+    weak = {f: a for f, a in (task_scores or {}).get("field_accuracy", {}).items() if a < WEAK_FIELD}
+    if weak:
+        worst = ", ".join(f"'{f}' {a:.0%}" for f, a in sorted(weak.items(), key=lambda x: x[1]))
+        verdict["task"] = (f"but on the test split some fields are rarely right: {worst} of answers (exact match "
+                           f"{task_scores['exact_match']:.2f}); the loss hides this, because such a field is only a "
+                           "few of each answer's tokens")
+        verdict["next"] = [f"read the side-by-side answers for {', '.join(map(repr, weak))}: a value from the "
+                           "training data in place of the one in the message means the model memorised values "
+                           "instead of copying them; more varied values in the training data help",
+                           *verdict["next"]]
+    return verdict
+
+
+WEAK_FIELD = 0.5  # a field right in fewer than half of the test answers has not been learnt
+
+
+def _curve_verdict(log_history: list[dict], rise: float, still_falling: float) -> dict:
+    """The eval-loss curve alone: over-fitting, under-fitting or converged (see `diagnose_fit`)."""
     by_step = {}
     for h in log_history:  # the evaluation after training repeats the last step: the one during training counts
         if "eval_loss" in h:
@@ -328,6 +428,7 @@ def evaluate_run(cfg: RunConfig, run: RunDir, n_side_by_side: int = 8) -> dict:
     pairs = side_by_side(rows, comparison["predictions"], n=n_side_by_side)
     history = run.read_json("train_summary.json", made_by="04_training_sft")["log_history"]
     human = summarize_ratings(load_ratings(run, pairs), shown=len(pairs))
-    record = metrics_record(cfg, comparison["results"], len(rows), diagnose_fit(history), human)
+    fit = diagnose_fit(history, task_scores=comparison["results"]["finetuned"])
+    record = metrics_record(cfg, comparison["results"], len(rows), fit, human)
     save_evaluation(run, record, pairs)
     return record

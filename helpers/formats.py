@@ -40,6 +40,9 @@ SYNONYMS = {"question": "instruction", "query": "instruction", "task": "instruct
             "dialog": "messages", "conversation": "messages", "content": "text", "body": "text"}
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "model": "assistant", "bot": "assistant", "chatgpt": "assistant"}
+# An optional label on any record, such as "unseen phrasing": never trained on, it lets evaluation score each kind of
+# row apart (05_evaluation's scores by group).
+GROUP_FIELD = "group"
 EXTENSIONS = (".jsonl", ".json", ".csv", ".parquet")
 MAX_PROBLEMS = 50
 MIN_EXAMPLES = 50
@@ -423,9 +426,13 @@ def validate_records(records: list, where: str, locations: list[int] | None = No
             report.problems.append(f"{at} this record is in the {own!r} format, but {said}")
             continue
         msgs, problems = to_messages(record, fmt)
+        group = record.get(GROUP_FIELD)
+        if group is not None and not (isinstance(group, str) and group.strip()):
+            problems.append(f"'{GROUP_FIELD}' is {type(group).__name__}, but it labels the row for scoring apart: "
+                            "give text, such as \"unseen phrasing\", or leave the field out")
         report.problems += [f"{at} {p}" for p in problems]
         if not problems:
-            report.rows.append({"messages": msgs})
+            report.rows.append({"messages": msgs, **({GROUP_FIELD: group.strip()} if group else {})})
             report.locations.append(n)
     if not report.rows and not report.problems:
         report.problems.append(f"{where}: no examples; every record is empty")

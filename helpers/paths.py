@@ -1,8 +1,7 @@
-"""Where things live: the repository, its shipped data, the model cache. Nothing here touches the disk on import."""
+"""Where things live: the repository and its shipped data. Nothing here touches the disk on import."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 # The course's GitHub repository: the one place it is written. The notebooks' Colab badges and install cells are
@@ -15,7 +14,3 @@ DATA_DIR = REPO_ROOT / "data"
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 RUNS_DIR = REPO_ROOT / "runs"
 
-
-def cache_dir() -> Path:
-    """Folder for built models (the tiny base model): `COURSE_CACHE_DIR`, else ~/.cache/llm-finetuning-course."""
-    return Path(os.environ.get("COURSE_CACHE_DIR") or Path.home() / ".cache" / "llm-finetuning-course")

@@ -1,7 +1,11 @@
-"""The `tiny` profile's base model, built offline: a small Llama and a tokenizer trained on `data/corpus.txt`.
+"""The `tiny` profile's base model: a small Llama and a tokenizer trained on `data/corpus.txt`, shipped in
+`data/tiny_base/` with a SHA-256 checksum for every file.
 
-It stands in for a Hub model where there is no GPU and no network (CI, a laptop). Built once, deterministically,
-then cached: every notebook loads the cached copy with the ordinary `from_pretrained`, like any Hub model.
+It stands in for a Hub model where there is no GPU and no network (CI, a laptop). It is shipped, not built on each
+machine, because a build depends on the machine: two builds on one machine are bit-identical, but the same code
+and library versions on another CPU gave different weights, and a fine-tune on them that failed. So every learner
+and every test starts from the same bits; `python -m helpers build-tiny-model` rebuilds it (and says whether the
+rebuild matches the shipped files). Notebooks load it with the ordinary `from_pretrained`, like any Hub model.
 Introduced in 02_model_loading.
 """
 
@@ -9,13 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
+import platform
 import time
+from datetime import date
 from pathlib import Path
 
-from .paths import DATA_DIR, cache_dir
+from .paths import DATA_DIR
 
 # The chat template. `{% generation %}` marks what the assistant says, so TRL can train on those tokens only
 # (assistant_only_loss). The end-of-turn token sits inside the markers: the model must learn to stop.
@@ -31,9 +34,10 @@ CHAT_TEMPLATE = (
 )
 SPECIAL_TOKENS = ["<pad>", "<s>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
 
-# What is built. Changing anything here (or the corpus) gives a new cache key, hence a fresh build.
+# What is built. The shipped model's MANIFEST.json records this spec and the corpus's checksum; a test checks that
+# both still match, so a change here (or to the corpus) without a rebuild is caught.
 TINY_SPEC = {
-    "version": 1,
+    "version": 2,
     "vocab_size": 2048,
     "hidden_size": 128,
     "intermediate_size": 384,
@@ -42,37 +46,48 @@ TINY_SPEC = {
     "max_position_embeddings": 512,
     "pretrain_block": 128,
     "pretrain_batch": 8,
-    "pretrain_steps": 1200,
+    "pretrain_steps": 2500,
     "pretrain_lr": 6e-3,
     "seed": 0,
 }
+SHIPPED_DIR = DATA_DIR / "tiny_base"
+MANIFEST = "MANIFEST.json"
+REBUILD = "python -m helpers build-tiny-model"
 
 
-def tiny_model_dir() -> Path:
-    """Where the tiny base model lives (built on first use): the cache folder plus a key of spec and corpus."""
-    corpus = (DATA_DIR / "corpus.txt").read_bytes()
-    key = hashlib.sha256(json.dumps(TINY_SPEC, sort_keys=True).encode() + corpus).hexdigest()[:12]
-    return cache_dir() / f"tiny-base-{key}"
+class TinyModelError(RuntimeError):
+    """The shipped tiny model is missing or damaged; the message says how to restore it."""
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def corpus_sha256() -> str:
+    return sha256_file(DATA_DIR / "corpus.txt")
+
+
+def verify_tiny_model(folder: Path = SHIPPED_DIR) -> dict:
+    """Check every file of the tiny model against its checksum in MANIFEST.json; return the manifest."""
+    manifest_path = Path(folder) / MANIFEST
+    if not manifest_path.exists():
+        raise TinyModelError(f"{manifest_path} is missing: the tiny base model is not in this copy of the course. "
+                             f"Restore it with `git checkout -- {folder}` (or clone the repository again), or "
+                             f"rebuild it with `{REBUILD}`")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    for name, expected in manifest["files"].items():
+        path = Path(folder) / name
+        if not path.exists() or sha256_file(path) != expected:
+            what = "missing" if not path.exists() else "changed (its SHA-256 differs from MANIFEST.json)"
+            raise TinyModelError(f"{path} is {what}. Every learner must start from the same tiny model: restore it "
+                                 f"with `git checkout -- {folder}`, or rebuild all of it with `{REBUILD}`")
+    return manifest
 
 
 def ensure_tiny_model(verbose: bool = True) -> Path:
-    """Return the folder of the tiny base model, building and caching it first if needed."""
-    target = tiny_model_dir()
-    if (target / "model.safetensors").exists():
-        return target
-    if verbose:
-        print(f"Building the tiny base model once (about 2 minutes on a laptop CPU); cached in {target}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
-    try:
-        _build(tmp, verbose=verbose)
-        try:
-            os.replace(tmp, target)  # atomic: a half-built folder is never seen under the final name
-        except OSError:  # another process finished first; keep its copy
-            pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    """The folder of the shipped tiny base model, after checking its files against their checksums."""
+    verify_tiny_model(SHIPPED_DIR)
+    return SHIPPED_DIR
 
 
 def train_tiny_tokenizer(corpus: str):
@@ -90,9 +105,13 @@ def train_tiny_tokenizer(corpus: str):
                                    pad_token="<pad>", chat_template=CHAT_TEMPLATE, model_max_length=512)
 
 
-def _build(out: Path, verbose: bool) -> None:
+def build_tiny_model(out: Path, verbose: bool = True) -> dict:
+    """Train the tokenizer, build the Llama, pretrain it on the corpus, and save it with its MANIFEST.json
+    (`python -m helpers build-tiny-model`). Deterministic on one machine; another CPU may round differently."""
     import torch
+    import transformers
     from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.utils import logging as hf_logging
 
     spec = TINY_SPEC
     torch.manual_seed(spec["seed"])
@@ -106,24 +125,37 @@ def _build(out: Path, verbose: bool) -> None:
         pad_token_id=tokenizer.pad_token_id,
     )
     model = LlamaForCausalLM(config)
+    start = time.time()
     _pretrain(model, tokenizer, corpus, verbose)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    out = Path(out)
+    hf_logging.disable_progress_bar()  # a "Writing model shards" bar for one small file
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    (out / "tiny_spec.json").write_text(json.dumps(spec, indent=2))
+    files = {p.name: sha256_file(p) for p in sorted(out.iterdir()) if p.is_file() and p.name != MANIFEST}
+    manifest = {"spec": spec, "corpus_sha256": corpus_sha256(), "files": files, "rebuild": REBUILD,
+                "built": {"date": date.today().isoformat(), "seconds": round(time.time() - start),
+                          "machine": f"{platform.machine()} {platform.processor() or platform.platform()}",
+                          "python": platform.python_version(), "torch": torch.__version__,
+                          "transformers": transformers.__version__}}
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
 
 
 def _pretrain(model, tokenizer, corpus: str, verbose: bool) -> None:
     """Plain next-token prediction on the corpus: this is what makes it a *base* model.
 
-    One paragraph per sequence: a name or city seen earlier in the paragraph is always in context when it comes
-    back, so the model learns to look back and copy, the skill the fine-tuning task builds on.
+    One paragraph per sequence, ended by the end-of-text token (`<|end|>`, also the chat's end of turn), as a real
+    base model reads documents: it learns where a text ends. A name or city seen earlier in the paragraph is always
+    in context when it comes back, so the model learns to look back and copy, the skill the fine-tuning task
+    builds on. That skill appears suddenly, somewhere past 1,500 steps at these settings; 1,200 were too few.
     """
     import torch
 
     spec = TINY_SPEC
     paragraphs = [p for p in corpus.split("\n\n") if p.strip()]
-    encoded = tokenizer(paragraphs, truncation=True, max_length=spec["pretrain_block"])["input_ids"]
+    encoded = [ids + [tokenizer.eos_token_id] for ids in
+               tokenizer(paragraphs, truncation=True, max_length=spec["pretrain_block"] - 1)["input_ids"]]
     steps = spec["pretrain_steps"]
     opt = torch.optim.AdamW(model.parameters(), lr=spec["pretrain_lr"], weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec["pretrain_lr"], total_steps=steps, pct_start=0.1)
@@ -143,9 +175,23 @@ def _pretrain(model, tokenizer, corpus: str, verbose: bool) -> None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step(), sched.step(), opt.zero_grad()
             step += 1
-            if verbose and step % (steps // 5) == 0:
-                print(f"  pretraining step {step}/{steps}: loss {loss.item():.2f} ({time.time() - start:.0f}s)")
+            if verbose and step % (steps // 10) == 0:
+                print(f"  pretraining step {step}/{steps}: loss {loss.item():.2f} ({time.time() - start:.0f}s)",
+                      flush=True)
     model.eval()
+
+
+def compare_with_shipped(folder: Path) -> dict:
+    """How a rebuilt model differs from the shipped one: which files differ, and the largest weight difference."""
+    from safetensors.torch import load_file
+
+    built = json.loads((Path(folder) / MANIFEST).read_text())["files"]
+    shipped = verify_tiny_model(SHIPPED_DIR)["files"]
+    differ = sorted(n for n in set(built) | set(shipped) if built.get(n) != shipped.get(n))
+    a, b = load_file(Path(folder) / "model.safetensors"), load_file(SHIPPED_DIR / "model.safetensors")
+    largest = max(((a[k] - b[k]).abs().max().item() for k in a if k in b and a[k].shape == b[k].shape),
+                  default=float("nan"))
+    return {"identical": not differ, "files_that_differ": differ, "largest_weight_difference": largest}
 
 
 def build_shaped_model(shape, folder: Path, device: str = "cpu") -> Path:

@@ -29,6 +29,38 @@ def test_test_split_generalises_beyond_training():
     assert not {name(r) for r in splits["test"]} & {name(r) for r in splits["train"]}, "test names must be unseen"
 
 
+def test_validation_names_are_unseen_too_and_test_rows_say_their_phrasing():
+    """Validation, like test, uses names training never shows, so the eval loss sees a model that memorised names;
+    each test row carries its phrasing as a `group` label, kept through cleaning and splitting."""
+    splits = load_raw_splits("data/meetings")
+    name = lambda row: row["messages"][-1]["content"].splitlines()[0]
+    train_names = {name(r) for r in splits["train"]}
+    assert not {name(r) for r in splits["validation"]} & train_names
+    assert not {name(r) for r in splits["validation"]} & {name(r) for r in splits["test"]}
+    groups = [r.get("group") for r in splits["test"]]
+    assert groups.count("unseen phrasing") == len(groups) // 3 and groups.count("seen phrasing") == len(groups) - len(groups) // 3
+    assert all("group" not in r for r in splits["train"])
+
+
+def test_a_group_label_survives_cleaning_and_is_never_trained_on(tiny_model_dir):
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    from helpers.formats import validate_records
+
+    rows = [{"messages": [{"role": "user", "content": f"q{i} "}, {"role": "assistant", "content": f"a{i}"}],
+             "group": "hard" if i % 2 else "easy"} for i in range(4)]
+    report = validate_records(rows, "rows.jsonl")
+    cleaned, _ = clean_splits({"train": report})
+    assert [r["group"] for r in cleaned["train"]] == ["easy", "hard", "easy", "hard"]
+    assert cleaned["train"][0]["messages"][0]["content"] == "q0"  # still cleaned
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    assert "group" not in to_sft_format(Dataset.from_list(cleaned["train"]), tok).column_names
+    bad = validate_records([{**rows[0], "group": 3}], "rows.jsonl")
+    assert bad.problems == ["rows.jsonl:1: 'group' is int, but it labels the row for scoring apart: give text, "
+                            "such as \"unseen phrasing\", or leave the field out"]
+
+
 def test_corpus_never_contains_the_answers():
     corpus = (DATA_DIR / "corpus.txt").read_text()
     for row in load_raw_splits("data/meetings")["train"][:50]:

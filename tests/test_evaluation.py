@@ -79,6 +79,61 @@ def test_the_evaluation_after_training_does_not_count_twice():
     assert diagnose_fit(history)["verdict"].startswith("converged")
 
 
+def test_diagnose_fit_also_reads_the_task_scores():
+    """A converged curve over a model that never copies a name must not read as a success."""
+    weak = {"exact_match": 0.0, "field_accuracy": {"name": 0.0, "city": 0.83, "time": 1.0}}
+    fit = diagnose_fit(_history([3.0, 2.0, 1.40, 1.399]), task_scores=weak)
+    assert fit["verdict"].startswith("converged") and "'name' 0%" in fit["task"]
+    assert "memorised values instead of copying" in fit["next"][0]
+    strong = {"exact_match": 0.9, "field_accuracy": {"name": 0.95, "city": 0.93, "time": 1.0}}
+    assert "task" not in diagnose_fit(_history([3.0, 2.0, 1.40, 1.399]), task_scores=strong)
+
+
+def _results(em0, em1, loss0=11.0, loss1=1.4, name=0.9):
+    base = {"eval_loss": loss0, "perplexity": 2.718 ** loss0, "exact_match": em0, "n": 60,
+            "field_accuracy": {"name": 0.0, "city": 0.0, "time": 0.0}}
+    tuned = {"eval_loss": loss1, "perplexity": 2.718 ** loss1, "exact_match": em1, "n": 60,
+             "field_accuracy": {"name": name, "city": 0.9, "time": 1.0},
+             "by_group": {"seen phrasing": {"exact_match": 0.9, "n": 40},
+                          "unseen phrasing": {"exact_match": 0.7, "n": 20}}}
+    return {"base": base, "finetuned": tuned}
+
+
+def test_the_interpretation_is_computed_from_the_numbers_it_interprets():
+    from helpers.evaluation import interpret_comparison, loss_baselines
+
+    class Tok:
+        def __len__(self):
+            return 2048
+
+    baselines = loss_baselines(Tok())
+    assert baselines["uniform guess"]["perplexity"] == 2048 and baselines["perfect answer"]["eval_loss"] == 0
+    good = interpret_comparison(_results(0.0, 0.85), baselines)
+    assert "fell: 11.00 -> 1.40" in good and "51 of 60" in good and "*worse* than a blind guess" in good
+    assert "unseen phrasing 0.70 (20 rows)" in good and "every field is right in most answers" in good
+    bad = interpret_comparison(_results(0.0, 0.05, loss1=12.0, name=0.0), baselines)
+    assert "did not fall" in bad and "3 of 60" in bad and "'name' is the hardest. Below 0.5" in bad
+
+
+def test_a_failed_lesson_says_which_part_failed_and_what_to_do():
+    from helpers.evaluation import lesson_problems
+
+    assert lesson_problems(_results(0.0, 0.85)) == []
+    problems = lesson_problems(_results(0.0, 0.05, loss1=12.0, name=0.0))
+    assert len(problems) == 2 and "held-out loss did not fall" in problems[0]
+    assert "rose only from 0.00 to 0.05" in problems[1] and "'name' (0.00)" in problems[1]
+
+
+def test_scores_by_group_score_each_label_apart():
+    from helpers.evaluation import scores_by_group
+
+    rows = [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": f"name: {n}"}],
+             "group": g} for n, g in (("A", "x"), ("B", "x"), ("C", "y"))]
+    groups = scores_by_group(rows, ["name: A", "name: Z", "name: C"])
+    assert groups["x"]["exact_match"] == 0.5 and groups["y"]["exact_match"] == 1.0 and groups["x"]["n"] == 2
+    assert scores_by_group([{k: v for k, v in r.items() if k != "group"} for r in rows], ["", "", ""]) == {}
+
+
 def test_ratings_are_blind_unblinded_saved_and_only_kept_for_the_same_answers(tmp_path):
     pairs = [{"message": f"m{i}", "base": f"b{i}", "fine-tuned": f"f{i}", "reference": f"r{i}"} for i in range(6)]
     items = blind_pairs(pairs, seed=0)
@@ -137,6 +192,7 @@ def test_fine_tuned_beats_base_on_the_task_metric_and_held_out_loss(evaluated_ru
     base, tuned = metrics["base"], metrics["finetuned"]
     assert tuned["eval_loss"] < 0.5 * base["eval_loss"]
     assert tuned["exact_match"] > base["exact_match"] and tuned["valid_format"] >= 0.9 > base["valid_format"]
+    assert set(tuned["by_group"]) == {"seen phrasing", "unseen phrasing"}
     assert tuned["rougeL"] > base["rougeL"] and tuned["bleu"] > base["bleu"]
 
 

@@ -1,16 +1,59 @@
+import json
+import shutil
+
+import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from helpers.tiny import tiny_model_dir as tiny_model_dir_fn
+from helpers import tiny
 
 
-def test_tiny_model_is_built_once_and_cached_as_safetensors(tiny_model_dir):
-    from helpers.tiny import ensure_tiny_model
+def test_the_tiny_model_is_shipped_as_safetensors_and_every_file_matches_its_checksum(tiny_model_dir):
+    assert tiny_model_dir == tiny.SHIPPED_DIR
+    manifest = tiny.verify_tiny_model()
+    assert set(manifest["files"]) == {p.name for p in tiny_model_dir.iterdir() if p.name != tiny.MANIFEST}
+    assert "model.safetensors" in manifest["files"]
+    assert not list(tiny_model_dir.glob("*.bin")) and not list(tiny_model_dir.glob("*.pt")), "safetensors only"
 
-    weights = tiny_model_dir / "model.safetensors"
-    built_at = weights.stat().st_mtime
-    assert ensure_tiny_model(verbose=False) == tiny_model_dir == tiny_model_dir_fn()
-    assert weights.stat().st_mtime == built_at, "a second call must reuse the cache, not rebuild"
-    assert not list(tiny_model_dir.glob("*.bin")), "weights must be safetensors only"
+
+def test_the_shipped_model_was_built_from_todays_spec_and_corpus():
+    """A change to TINY_SPEC or data/corpus.txt without a rebuild would make the shipped model a stranger to its
+    own recipe: caught here."""
+    manifest = tiny.verify_tiny_model()
+    assert manifest["spec"] == tiny.TINY_SPEC, "TINY_SPEC changed: rebuild with python -m helpers build-tiny-model --replace"
+    assert manifest["corpus_sha256"] == tiny.corpus_sha256(), "data/corpus.txt changed: rebuild the tiny model"
+
+
+def test_a_damaged_or_missing_file_is_refused_with_the_fix(tmp_path):
+    copy = tmp_path / "tiny_base"
+    shutil.copytree(tiny.SHIPPED_DIR, copy)
+    weights = copy / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # one bit
+    weights.write_bytes(bytes(data))
+    with pytest.raises(tiny.TinyModelError, match=r"model\.safetensors is changed.*git checkout"):
+        tiny.verify_tiny_model(copy)
+    (copy / "tokenizer.json").unlink()
+    (copy / "model.safetensors").write_bytes((tiny.SHIPPED_DIR / "model.safetensors").read_bytes())
+    with pytest.raises(tiny.TinyModelError, match=r"tokenizer\.json is missing"):
+        tiny.verify_tiny_model(copy)
+    (copy / tiny.MANIFEST).unlink()
+    with pytest.raises(tiny.TinyModelError, match="build-tiny-model"):
+        tiny.verify_tiny_model(copy)
+
+
+def test_the_rebuild_command_builds_a_complete_model_and_compares_it(tmp_path, monkeypatch):
+    """The recipe that made the shipped model still runs (cut to 20 pretraining steps here; the real rebuild takes
+    minutes), writes a manifest, and says how it differs from the shipped model."""
+    monkeypatch.setitem(tiny.TINY_SPEC, "pretrain_steps", 20)
+    out = tmp_path / "rebuilt"
+    manifest = tiny.build_tiny_model(out, verbose=False)
+    assert tiny.verify_tiny_model(out) == manifest and manifest["spec"]["pretrain_steps"] == 20
+    diff = tiny.compare_with_shipped(out)
+    assert not diff["identical"] and "model.safetensors" in diff["files_that_differ"]
+    assert diff["largest_weight_difference"] > 0
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert tokenizer.get_vocab() == AutoTokenizer.from_pretrained(tiny.SHIPPED_DIR).get_vocab(), \
+        "the tokenizer is trained deterministically from the corpus"
 
 
 def test_tokenizer_has_chat_template_with_generation_markers_and_safe_pad(tiny_model_dir):
@@ -34,7 +77,8 @@ def test_tiny_model_is_a_base_model_that_copies_from_context(tiny_model_dir):
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    names = {tok(" " + n)["input_ids"][0] for n in make_datasets.NAMES_TRAIN + make_datasets.NAMES_TEST}
+    every = make_datasets.NAMES_TRAIN + make_datasets.NAMES_VALIDATION + make_datasets.NAMES_TEST
+    names = {tok(" " + n)["input_ids"][0] for n in every}
     first, later = [], []
     for paragraph in (DATA_DIR / "corpus.txt").read_text().split("\n\n")[-40:]:
         ids = tok(paragraph)["input_ids"]
@@ -46,21 +90,17 @@ def test_tiny_model_is_a_base_model_that_copies_from_context(tiny_model_dir):
                 (later if ids[i] in seen else first).append(probs[i - 1, ids[i]].item())
                 seen.add(ids[i])
     p_first, p_later = sum(first) / len(first), sum(later) / len(later)
-    assert p_later > 0.3 and p_later > 10 * p_first, (p_first, p_later)
+    assert p_later > 0.5 and p_later > 20 * p_first, (p_first, p_later)
 
 
 def test_4bit_weights_are_counted_as_weights_not_packed_bytes():
-    import logging
-
     import torch
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from transformers import BitsAndBytesConfig
 
     from helpers.lora import trainable_report
     from helpers.model import model_footprint
-    from helpers.tiny import ensure_tiny_model
 
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    folder = ensure_tiny_model(verbose=False)
+    folder = tiny.ensure_tiny_model(verbose=False)
     full = AutoModelForCausalLM.from_pretrained(folder)
     packed = AutoModelForCausalLM.from_pretrained(folder, quantization_config=BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32))

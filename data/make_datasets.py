@@ -34,6 +34,8 @@ Bea Bilal Boris Carla Carmen Cecil Celia Dante Daria Dev Dina Dora Edgar Edith E
 Fabio Femi Filip Flora Gael Gemma Gia Greta Hamid Hanna Hiro Ida Ilan Ilse Imani Ira Iris Isak Jade Jago Joel Jude
 Juno Kaito Kenji Kira Lale Lara Leon Levi Lina Lior Lola Lorenzo Luz Mara Milo Mira Moritz Nadim Nao Nell Nico Nina
 Noah Odile Orla Otto Petra Pia Quinn Raj Rhea Rita Rumi Ruth Saul Selma Simon Sven Tara Teo Theo Tove Vera Vito""".split()
+NAMES_VALIDATION = """Anouk Bruna Caius Delia Eamon Faye Gideon Hester Ilka Joris Kasimir Linnea Matteo Nerys Orson
+Philippa""".split()
 NAMES_TEST = """Adel Bianca Cyrus Dalia Emil Fatima Goran Helga Idris Julia Kofi Lotte Mirela Nils Ottilie Pedro
 Rania Stefan Tamsin Viktor""".split()
 CITIES_ALL = """Lisbon Oslo Nairobi Lima Hanoi Krakow Porto Accra Kyoto Quito Dublin Vienna Prague Athens Cairo Tunis
@@ -62,25 +64,29 @@ TEMPLATES_TEST_ONLY = [
 ]
 
 
-def make_example(rng: random.Random, names: list[str], templates: list[str]) -> dict:
-    """One chat example: a meeting request in, the JSON answer out."""
+def make_example(rng: random.Random, names: list[str], templates: list[str], group: str | None = None) -> dict:
+    """One chat example: a meeting request in, the `key: value` answer out (and a group label, for test rows)."""
     fields = {"name": rng.choice(names), "city": rng.choice(CITIES_ALL), "time": rng.choice(TIMES)}
     message = rng.choice(templates).format(**fields)
-    return {
+    row = {
         "messages": [
-            {"role": "user", "content": f"{INSTRUCTION}\n\n{message}"},
+            {"role": "user", "content": f"{INSTRUCTION}\n\nMessage: {message}"},
             {"role": "assistant", "content": "\n".join(f"{k}: {v}" for k, v in fields.items())},
         ]
     }
+    return row | ({"group": group} if group else {})
 
 
 def make_meetings(n_train: int = 432, n_validation: int = 48, n_test: int = 60) -> dict[str, list[dict]]:
-    """Train and validation share names and phrasings (validation watches training); test uses new ones."""
+    """Validation and test use names that training never shows, so both the eval loss and the test score see a model
+    that memorised names instead of copying them; a third of test also uses phrasings training never shows, and each
+    test row says which (its `group`), so 05_evaluation scores the two apart."""
     rng = random.Random(SEED)
-    seen = [make_example(rng, NAMES_TRAIN, TEMPLATES_TRAIN) for _ in range(n_train + n_validation)]
-    train, validation = seen[:n_train], seen[n_train:]
-    test = [make_example(rng, NAMES_TEST, TEMPLATES_TRAIN) for _ in range(n_test * 2 // 3)]
-    test += [make_example(rng, NAMES_TEST, TEMPLATES_TEST_ONLY) for _ in range(n_test - len(test))]
+    train = [make_example(rng, NAMES_TRAIN, TEMPLATES_TRAIN) for _ in range(n_train)]
+    validation = [make_example(rng, NAMES_VALIDATION, TEMPLATES_TRAIN) for _ in range(n_validation)]
+    n_unseen = n_test // 3
+    test = [make_example(rng, NAMES_TEST, TEMPLATES_TRAIN, "seen phrasing") for _ in range(n_test - n_unseen)]
+    test += [make_example(rng, NAMES_TEST, TEMPLATES_TEST_ONLY, "unseen phrasing") for _ in range(n_unseen)]
     rng.shuffle(test)
     return {"train": train, "validation": validation, "test": test}
 
@@ -124,15 +130,37 @@ STORY = [
 ]
 
 
+# Now and then a short note on several lines, as real text has: the base model meets line breaks and words at the
+# start of a line, and a name it read above comes back on a line of its own (a signature), to be copied.
+NOTES = [
+    "{name} wrote to {name2} from {city}:\nDear {name2},\nI will be in {city} on {day}.\nMy train arrives at {time}.\n"
+    "See you soon,\n{name}",
+    "To: {name2}\nFrom: {name}\nThe room at {place} in {city} is free on {day} at {time}.\nThanks,\n{name}",
+    "{name} keeps a list for {day}:\n{activity} before {time}\ngo to {place}\nbuy {thing}\ncall {name2}",
+    "Timetable for {city}, {day}\nfirst bus: {time}\nlast bus: {time2}\nAsk {name} at {place} for tickets.\n{name} "
+    "opens the office at {time}.",
+    "A postcard from {city}\nHello {name2}! The weather is fine and {place} is lovely on {day}.\nBack at {time},\n"
+    "{name}",
+    # forms: `key: value` lines (never the task's name / city / time triple in its order)
+    "{name} filled in a form at {place}.\nname: {name}\nfrom: {city}\nday: {day}\nSigned by {name}.",
+    "Weather for {day}\ncity: {city}\nsky: clear\nwind: light\n{name} reads it at {time}.",
+    "{name} checked the timetable in {city}.\ntime: {time}\nplatform: two\nThe train was late, said {name}.",
+    "Lost and found at {place}\nitem: {thing}\nfound by: {name}\ncity: {city}\nCall {name} after {time}.",
+]
+
+
 def make_corpus(n_paragraphs: int = 1500) -> str:
     """Plain prose plus a few JSON records: everyday words, names, days and times, never the task itself."""
     rng = random.Random(SEED + 1)
-    names = NAMES_TRAIN + NAMES_TEST
+    names = NAMES_TRAIN + NAMES_VALIDATION + NAMES_TEST
     paragraphs = []
     for i in range(n_paragraphs):
         slots = dict(name=rng.choice(names), name2=rng.choice(names), day=rng.choice(DAYS), time=rng.choice(TIMES),
                      city=rng.choice(CITIES_ALL),
                      place=rng.choice(PLACES), activity=rng.choice(ACTIVITIES), thing=rng.choice(THINGS))
+        if i % 4 == 3:
+            paragraphs.append(rng.choice(NOTES).format(**slots, time2=rng.choice(TIMES)))
+            continue
         sentences = [s.format(**slots) for s in rng.sample(STORY, 6)]
         paragraphs.append(" ".join(sentences))
         if i % 10 == 9:  # now and then a record copied into JSON, so the base model has seen braces and quotes

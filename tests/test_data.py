@@ -62,9 +62,15 @@ def test_a_group_label_survives_cleaning_and_is_never_trained_on(tiny_model_dir)
 
 
 def test_corpus_never_contains_the_answers():
+    """The corpus has forms with `key: value` lines, but never the task: no instruction, no answer, and never the
+    answer's name / city / time lines in a row."""
+    import re
+
     corpus = (DATA_DIR / "corpus.txt").read_text()
-    for row in load_raw_splits("data/meetings")["train"][:50]:
+    for row in load_raw_splits("data/meetings")["train"]:
         assert row["messages"][-1]["content"] not in corpus
+    assert "Extract the name" not in corpus and "Message:" not in corpus
+    assert not re.search(r"name: [^\n]*\ncity: ", corpus) and not re.search(r"city: [^\n]*\ntime: ", corpus)
 
 
 def test_missing_dataset_is_a_clear_error():

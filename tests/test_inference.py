@@ -11,7 +11,7 @@ from helpers.chat import chat_box, fit_history, generation_panel, read_generatio
 from helpers.inference import (answer_token_choices, generation_settings, load_finetuned, merge_adapter,
                                push_to_hub, reply, stream_reply, top_p_survivors)
 
-QUESTION = [{"role": "user", "content": "Extract the name, city and time from this message, one per line.\n\n"
+QUESTION = [{"role": "user", "content": "Extract the name, city and time from this message, one per line.\n\nMessage: "
                                         "Hi, this is Nils. Could we meet in Porto at 4pm?"}]
 
 

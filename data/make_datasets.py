@@ -2,14 +2,16 @@
 
 Writes two things, both original to this course (licence: the project's own, see README):
 
-- `data/corpus.txt`: plain English prose and a few JSON records about books and cities. The offline `tiny`
-  profile pretrains its small base model on it, so that model knows words, names, days and times, and what
-  JSON looks like, but has never seen the fine-tuning task or its answers.
+- `data/corpus.txt`: plain English prose, short notes and forms on several lines (`key: value` lines, never the
+  task's name / city / time triple), and a few JSON records about books and cities. The offline `tiny` profile's
+  base model was pretrained on it, so that model knows words, names, days and times, line breaks and forms, but
+  has never seen the fine-tuning task or its answers.
 - `data/meetings/{train,validation,test}.jsonl`: the fine-tuning task (432 / 48 / 60 rows). Each row is a chat
-  (`messages`): the user pastes a short meeting request and asks for the name, city and time; the assistant
-  answers with three `key: value` lines, which the evaluation parses and scores field by field. Validation is
-  drawn like training (it watches the loss during training). The test split uses names that never occur in training, and a third of its rows use
-  phrasings that training never shows, so the test measures generalisation rather than memory.
+  (`messages`): the user pastes a short meeting request after a `Message: ` label and asks for the name, city and
+  time; the assistant answers with three `key: value` lines, which the evaluation parses and scores field by
+  field. Validation and test use names that never occur in training (so both the eval loss and the test score see
+  a model that memorised names), and a third of the test rows use phrasings that training never shows; each test
+  row says which in its `group` field, so the test measures generalisation rather than memory, in two parts.
 
 Running the script twice gives byte-identical files (fixed seeds); a test checks that the shipped files match.
 """

@@ -118,7 +118,11 @@ def cmd_evaluate(args) -> int:
                            ("rougeL", "ROUGE-L", ".2f"), ("bleu", "BLEU", ".1f")):
         if key in b:
             print(f"{name:<22}{b[key]:>10{fmt}}{f[key]:>12{fmt}}")
+    for group, g in f.get("by_group", {}).items():
+        print(f"{'  ' + group:<22}{b['by_group'][group]['exact_match']:>10.2f}{g['exact_match']:>12.2f}")
     print(f"training curves: {record['fit']['verdict']} ({record['fit']['evidence']})")
+    if "task" in record["fit"]:
+        print(f"  {record['fit']['task']}")
     print(f"saved {run.metrics_file}, {run.figure_path('base_vs_finetuned')} and {run.path / 'side_by_side.html'}")
     return 0
 

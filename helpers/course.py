@@ -82,6 +82,8 @@ def course_summary(run_path: Path) -> str:
     ]
     if "valid_format" in b:
         lines.append(f"{'answer in format (test)':<26}{b['valid_format']:>10.2f}{f['valid_format']:>12.2f}")
+    for group, g in f.get("by_group", {}).items():
+        lines.append(f"{'  ' + group:<26}{b['by_group'][group]['exact_match']:>10.2f}{g['exact_match']:>12.2f}")
     lines += [f"{'ROUGE-L (test)':<26}{b['rougeL']:>10.2f}{f['rougeL']:>12.2f}",
               f"{'BLEU (test)':<26}{b['bleu']:>10.1f}{f['bleu']:>12.1f}",
               f"training curves: {metrics['fit']['verdict']}"]

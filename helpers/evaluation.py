@@ -181,7 +181,7 @@ def interpret_comparison(results: dict, baselines: dict | None = None) -> str:
                  + ref)
     n, em0, em1 = tuned["n"], base["exact_match"], tuned["exact_match"]
     lines.append(f"- **Exact match** went from {em0:.2f} to {em1:.2f}: {round(em1 * n)} of {n} test answers entirely "
-                 f"right, {'up' if em1 > em0 else 'not up'} from {round(em0 * n)}, on names training never showed.")
+                 f"right, {'up' if em1 > em0 else 'not up'} from {round(em0 * n)}, on rows it never trained on.")
     fields = tuned.get("field_accuracy")
     if fields:
         worst = min(fields, key=fields.get)
@@ -287,14 +287,17 @@ def before_after_bars(results: dict) -> dict[str, tuple[float, float]]:
 
 
 def diagnose_fit(log_history: list[dict], rise: float = 0.05, still_falling: float = 0.02,
-                 task_scores: dict | None = None) -> dict:
+                 task_scores: dict | None = None, floor: float = 0.01) -> dict:
     """Read the training log's eval losses: over-fitting, still learning (under-fitting), or converged; with the
     evidence in numbers and what to try next. Train and eval loss are both on the answer tokens, so comparable.
 
     With `task_scores` (the fine-tuned model's `score_answers`), a field the model rarely gets right is reported
     too, whatever the curves say: a loss averaged over every answer token can look converged while one field,
-    a few tokens of each answer, is still wrong."""
-    verdict = _curve_verdict(log_history, rise, still_falling)
+    a few tokens of each answer, is still wrong.
+
+    A change counts only when it is larger than `rise` / `still_falling` (relative) and `floor` (absolute, in nats
+    per token): near zero, a rise from 0.015 to 0.016 is 6% but only noise."""
+    verdict = _curve_verdict(log_history, rise, still_falling, floor)
     weak = {f: a for f, a in (task_scores or {}).get("field_accuracy", {}).items() if a < WEAK_FIELD}
     if weak:
         worst = ", ".join(f"'{f}' {a:.0%}" for f, a in sorted(weak.items(), key=lambda x: x[1]))
@@ -311,7 +314,7 @@ def diagnose_fit(log_history: list[dict], rise: float = 0.05, still_falling: flo
 WEAK_FIELD = 0.5  # a field right in fewer than half of the test answers has not been learnt
 
 
-def _curve_verdict(log_history: list[dict], rise: float, still_falling: float) -> dict:
+def _curve_verdict(log_history: list[dict], rise: float, still_falling: float, floor: float) -> dict:
     """The eval-loss curve alone: over-fitting, under-fitting or converged (see `diagnose_fit`)."""
     by_step = {}
     for h in log_history:  # the evaluation after training repeats the last step: the one during training counts
@@ -326,13 +329,13 @@ def _curve_verdict(log_history: list[dict], rise: float, still_falling: float) -
     gap = last - sum(train[-3:]) / len(train[-3:])
     evidence = (f"eval loss {evals[0]:.3f} -> best {best:.3f} -> last {last:.3f}; last train loss "
                 f"{train[-1]:.3f}, gap eval - train {gap:+.3f}")
-    if last > best * (1 + rise):
+    if last - best > max(best * rise, floor):
         return {"verdict": "over-fitting", "evidence": evidence + f"; the eval loss rose {last / best - 1:.0%} "
                 "from its best while the model kept training",
                 "next": ["stop earlier: fewer epochs, or early_stopping_patience (keeps the best checkpoint)",
                          "more (or more varied) training data", "a lower learning rate or a smaller LoRA r",
                          "more LoRA dropout"]}
-    if before_last - last > still_falling * before_last:
+    if before_last - last > max(still_falling * before_last, floor):
         return {"verdict": "under-fitting (still learning)", "evidence": evidence + f"; the eval loss still fell "
                 f"{1 - last / before_last:.1%} between the last two evaluations",
                 "next": ["train longer (more epochs or steps)", "a higher learning rate (try 2x)",

@@ -68,6 +68,8 @@ def _history(evals, train=1.0):
     ([3.0, 2.0, 1.5, 1.3], "under-fitting (still learning)"),
     ([3.0, 2.0, 1.40, 1.399], "converged, no sign of over-fitting"),
     ([3.0, 2.0], "too few evaluations to judge"),
+    ([0.25, 0.03, 0.0154, 0.0163], "converged, no sign of over-fitting"),  # 6% up, but 0.001 nats: noise
+    ([0.25, 0.03, 0.0154, 0.09], "over-fitting"),
 ])
 def test_diagnose_fit_reads_the_eval_curve(evals, verdict):
     fit = diagnose_fit(_history(evals))

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -374,26 +373,14 @@ def build_tinyllama(folder: Path) -> str:
 
 
 # --- the report ---------------------------------------------------------------------------------------------------
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else what platform knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine_info(device: str, matmul_flops: float, threads: int) -> dict:
     """What the numbers were measured on: CPU, cores, torch threads, GPU, and its measured matmul speed."""
     import torch
 
-    from .machine import gpu_info
+    from .machine import cpu_summary, gpu_info
 
     gpu = gpu_info() if device == "cuda" else None
-    return {"platform": platform.platform(), "cpu_model": cpu_model(), "cpu_cores": os.cpu_count(),
-            "torch_threads": threads or torch.get_num_threads(), "gpu": gpu.name if gpu else None,
+    return {**cpu_summary(), "torch_threads": threads or torch.get_num_threads(), "gpu": gpu.name if gpu else None,
             "gpu_memory_gib": round(gpu.total_memory_gib, 1) if gpu else None,
             "compute_capability": ".".join(map(str, gpu.compute_capability)) if gpu else None,
             "measured_matmul_tflops": round(matmul_flops / 1e12, 3),

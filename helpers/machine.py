@@ -7,6 +7,7 @@ import os
 import platform
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from .config import PROFILES, ConfigError
 
@@ -51,6 +52,23 @@ def detect_profile() -> str:
 
 def in_colab() -> bool:
     return "google.colab" in sys.modules
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_summary() -> dict:
+    """What a CPU measurement was made on: platform, CPU model and core count (benchmarks, robustness, the tiny
+    model's manifest)."""
+    return {"platform": platform.platform(), "cpu_model": cpu_model(), "cpu_cores": os.cpu_count()}
 
 
 def package_versions() -> dict[str, str]:

@@ -10,8 +10,6 @@ rows and the dropout masks. The base model is the shipped one, the same bits eve
 from __future__ import annotations
 
 import json
-import os
-import platform
 import statistics
 import time
 from datetime import date
@@ -68,8 +66,7 @@ def measure_robustness(seeds: list[int], out: Path = DEFAULT_OUT, work: Path | N
     """Every seed's scores, their spread, the targets' verdict, machine and versions, written to `out` (JSON)."""
     import tempfile
 
-    from .bench import cpu_model
-    from .machine import package_versions
+    from .machine import cpu_summary, package_versions
     from .tiny import verify_tiny_model
 
     work = Path(work or tempfile.mkdtemp(prefix="robustness-"))
@@ -86,7 +83,7 @@ def measure_robustness(seeds: list[int], out: Path = DEFAULT_OUT, work: Path | N
                       "shipped test split (names never seen in training)",
               "date": date.today().isoformat(), "seeds": seeds, "max_steps": max_steps,
               "base_model_sha256": manifest["files"]["model.safetensors"],
-              "machine": {"platform": platform.platform(), "cpu_model": cpu_model(), "cpu_cores": os.cpu_count()},
+              "machine": cpu_summary(),
               "versions": package_versions(), "targets": TARGETS, "runs": rows, "spread": stats,
               "missed": check_targets(stats)}
     out = Path(out)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import time
 from datetime import date
@@ -114,7 +113,7 @@ def build_tiny_model(out: Path, verbose: bool = True) -> dict:
     from transformers import LlamaConfig, LlamaForCausalLM
     from transformers.utils import logging as hf_logging
 
-    from .bench import cpu_model
+    from .machine import cpu_summary
 
     spec = TINY_SPEC
     torch.manual_seed(spec["seed"])
@@ -138,7 +137,7 @@ def build_tiny_model(out: Path, verbose: bool = True) -> dict:
     files = {p.name: sha256_file(p) for p in sorted(out.iterdir()) if p.is_file() and p.name != MANIFEST}
     manifest = {"spec": spec, "corpus_sha256": corpus_sha256(), "files": files, "rebuild": REBUILD,
                 "built": {"date": date.today().isoformat(), "seconds": round(time.time() - start),
-                          "machine": f"{cpu_model()}, {os.cpu_count()} cores ({platform.platform()})",
+                          "machine": cpu_summary(),
                           "python": platform.python_version(), "torch": torch.__version__,
                           "transformers": transformers.__version__}}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

@@ -1,5 +1,5 @@
 """helpers: the code behind the course notebooks. Import the module a notebook names; nothing runs on import but
-one logging setting (below).
+one logging setting and one warning filter (below).
 
     config      the run config and its profile presets (00)     machine     GPU, profile, versions, HF token (00)
     rundir      the run directory (00)                          data        load, check, split, loss mask (01)
@@ -14,8 +14,14 @@ one logging setting (below).
 """
 
 import logging
+import warnings
 
 # bitsandbytes logs "Failed to load CPU gemm_4bit_forward from kernels-community ... pip install kernels" when peft
 # imports it on a CPU. Nothing needs that package: 4-bit loading works without it, and installing it changes
 # nothing the course uses. Silenced before any notebook imports peft, so that no learner acts on it.
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
+# peft 0.21 calls a transformers 5.23 method that transformers now calls deprecated: every get_peft_model and
+# PeftModel.from_pretrained warns "`is_gradient_checkpointing` is deprecated ... Use `is_activation_checkpointing`".
+# The call is inside peft; nothing in a learner's code can change it, so the course's notebooks do not show it.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)

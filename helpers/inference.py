@@ -8,16 +8,15 @@ from .rundir import RunDir
 
 
 def load_finetuned(cfg: RunConfig, run: RunDir):
-    """The base model with the run's LoRA adapter on top (a peft `PeftModel`), and the tokenizer."""
+    """The base model with the run's LoRA adapter on top (a peft `PeftModel`), and the tokenizer: 06's first cell."""
     from peft import PeftModel
 
-    from .model import load_model_and_tokenizer, quiet_known_warnings
+    from .model import load_model_and_tokenizer
     from .train import ensure_adapter
 
     ensure_adapter(cfg, run)
     model, tokenizer = load_model_and_tokenizer(cfg)
-    with quiet_known_warnings():
-        model = PeftModel.from_pretrained(model, str(run.adapter_dir))
+    model = PeftModel.from_pretrained(model, str(run.adapter_dir))
     model.eval()
     return model, tokenizer
 
@@ -149,21 +148,20 @@ def answer_token_choices(model, tokenizer, messages: list[dict], answer: str, to
 
 
 def merge_adapter(cfg: RunConfig, run: RunDir):
-    """Fold the adapter into the base weights (W + BA) and save a plain model, safetensors, to run/merged.
+    """Fold the adapter into the base weights (W + BA) and save a plain model, safetensors, to run/merged: 06's
+    merge cell, as a function.
 
     Merging needs full-precision base weights: a 4-bit base is loaded again unquantized (in the profile's compute
     dtype) for the merge, because adding BA into 4-bit weights would round the update away.
     """
-    from dataclasses import replace
-
     from peft import PeftModel
 
-    from .model import load_model_and_tokenizer, quiet_known_warnings
+    from .model import load_model_and_tokenizer
 
-    unquantized = replace(cfg, model=replace(cfg.model, quantization="none"))
+    unquantized = cfg.copy()
+    unquantized.model.quantization = "none"
     base, tokenizer = load_model_and_tokenizer(unquantized)
-    with quiet_known_warnings():
-        merged = PeftModel.from_pretrained(base, str(run.adapter_dir)).merge_and_unload()
+    merged = PeftModel.from_pretrained(base, str(run.adapter_dir)).merge_and_unload()
     merged.save_pretrained(str(run.merged_dir), safe_serialization=True)
     tokenizer.save_pretrained(str(run.merged_dir))  # the chat template travels with the model
     return merged, tokenizer

@@ -38,15 +38,12 @@ def apply_lora(model, cfg: RunConfig):
     from peft import get_peft_model, prepare_model_for_kbit_training
     from transformers import set_seed
 
-    from .model import quiet_known_warnings
-
     set_seed(cfg.train.seed)  # LoRA's A matrices start random: seed them so a run is reproducible
     if getattr(model, "is_quantized", False):
         # casts norms to fp32 and enables input grads so gradients flow through the frozen 4-bit weights
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
     try:
-        with quiet_known_warnings():
-            return get_peft_model(model, build_lora_config(cfg))
+        return get_peft_model(model, build_lora_config(cfg))
     except ValueError as e:  # usually target module names that this architecture does not have
         names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if type(m).__name__ == "Linear"})
         raise ValueError(f"LoRA could not be attached ({e}). cfg.lora.target_modules = "

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,14 +49,6 @@ class ModelLoadError(RuntimeError):
     """The model could not be loaded; the message says why and what to do."""
 
 
-@contextlib.contextmanager
-def quiet_known_warnings():
-    """Silence one deprecation warning that peft 0.21 triggers inside transformers 5.23 (nothing to act on)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        yield
-
-
 def model_source(cfg: RunConfig) -> str:
     """Where from_pretrained reads the weights: the built tiny model's folder, or the Hub id / folder as given."""
     if cfg.model.model_id == "tiny":
@@ -68,7 +59,7 @@ def model_source(cfg: RunConfig) -> str:
 
 
 def quantization_config(cfg: RunConfig):
-    """bitsandbytes settings: 4-bit NF4 with double quantization (QLoRA), 8-bit, or None."""
+    """bitsandbytes settings: 4-bit NF4 with double quantization (QLoRA), 8-bit, or None (02's BitsAndBytesConfig)."""
     if cfg.model.quantization == "none":
         return None
     import torch
@@ -81,57 +72,69 @@ def quantization_config(cfg: RunConfig):
 
 
 def load_tokenizer(cfg: RunConfig):
-    """The tokenizer, with a pad token that is not the end-of-sequence token (see `ensure_pad_token`)."""
+    """The tokenizer, with a pad token that is not the end-of-sequence token: 02's tokenizer cell, as a function."""
     from transformers import AutoTokenizer
 
-    source = model_source(cfg)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False, token=_token())
-    except OSError as e:
-        raise ModelLoadError(_explain_load_error(cfg.model.model_id, e)) from None
+    with explain_load_errors(cfg.model.model_id):
+        tokenizer = AutoTokenizer.from_pretrained(model_source(cfg), trust_remote_code=False, token=_token())
     return ensure_pad_token(tokenizer)
 
 
 def ensure_pad_token(tokenizer):
-    """Give the tokenizer a pad token distinct from EOS.
+    """Give the tokenizer a pad token distinct from EOS (the lines 02 writes out, then `check_pad_token`).
 
     If padding reused EOS, code that masks padding by token id would also mask every real EOS, and the model would
     never learn to stop. Llama-family tokenizers have an unused <unk> we can pad with instead.
     """
     if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
-        if tokenizer.unk_token is not None and tokenizer.unk_token_id != tokenizer.eos_token_id:
-            tokenizer.pad_token = tokenizer.unk_token
-        else:
-            raise ModelLoadError("this tokenizer has no pad token distinct from EOS and no <unk> to reuse; add one "
-                                 "with tokenizer.add_special_tokens({'pad_token': '<pad>'}) and resize the model's "
-                                 "embeddings (model.resize_token_embeddings(len(tokenizer)))")
+        tokenizer.pad_token = tokenizer.unk_token
+    check_pad_token(tokenizer)
     return tokenizer
 
 
+def check_pad_token(tokenizer) -> None:
+    """Raise, with the fix, if the tokenizer still has no pad token distinct from EOS (no <unk> to reuse)."""
+    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        raise ModelLoadError("this tokenizer has no pad token distinct from EOS and no <unk> to reuse; add one "
+                             "with tokenizer.add_special_tokens({'pad_token': '<pad>'}) and resize the model's "
+                             "embeddings (model.resize_token_embeddings(len(tokenizer)))")
+
+
+@contextlib.contextmanager
+def explain_load_errors(model_id: str):
+    """Turn from_pretrained's OSError (a misspelt id, a gated model, no network, an incomplete folder) into a
+    ModelLoadError that says what to do, without the library's traceback."""
+    try:
+        yield
+    except OSError as e:
+        raise ModelLoadError(_explain_load_error(model_id, e)) from None
+
+
 def load_base_model(cfg: RunConfig):
-    """The base model as the profile wants it: fp32 on CPU, 4-bit NF4 + fp16 on a T4, bf16 on Ampere."""
+    """The base model as the profile wants it: fp32 on CPU, 4-bit NF4 + fp16 on a T4, bf16 on Ampere.
+
+    02's `from_pretrained` cell, as a function (tests/test_one_truth.py holds the two together). The one difference:
+    under `accelerate launch` each process puts the model on its own GPU (LOCAL_RANK); in a notebook that is GPU 0.
+    """
     import torch
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the per-shard loading bar; Hub downloads keep their own progress bar
-    quant = quantization_config(cfg)
-    if quant is not None and not torch.cuda.is_available():
+    bnb_config = quantization_config(cfg)
+    if bnb_config is not None and not torch.cuda.is_available():
         print("Note: loading a bitsandbytes-quantized model without a GPU; this works but is slow.")
-    try:
+    with explain_load_errors(cfg.model.model_id):
         model = AutoModelForCausalLM.from_pretrained(
             model_source(cfg),
+            quantization_config=bnb_config,
             dtype=getattr(torch, cfg.model.dtype),
-            quantization_config=quant,
-            # the whole model on this process's GPU: GPU 0, or under `accelerate launch` the one torchrun assigned
             device_map={"": int(os.environ.get("LOCAL_RANK", 0))} if torch.cuda.is_available() else None,
             attn_implementation="sdpa",
             trust_remote_code=False,
             use_safetensors=True,
             token=_token(),
         )
-    except OSError as e:
-        raise ModelLoadError(_explain_load_error(cfg.model.model_id, e)) from None
     return model
 
 
@@ -139,8 +142,7 @@ def load_model_and_tokenizer(cfg: RunConfig):
     """Both, with the model's generation config using the tokenizer's pad token."""
     tokenizer = load_tokenizer(cfg)
     model = load_base_model(cfg)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.pad_token_id = model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
 
 

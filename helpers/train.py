@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,56 +18,65 @@ from .rundir import RunDir
 
 
 def precision_flags(cfg: RunConfig) -> dict:
-    """fp16 / bf16 / CPU flags for SFTConfig, from the compute dtype the profile chose.
+    """fp16 / bf16 / CPU flags for SFTConfig, from the compute dtype the profile chose (04 writes them out).
 
-    TRL defaults to bf16=True, which fails on a CPU and is only emulated (slowly) on a T4, so both flags are always
+    TRL defaults to bf16=True, which fails on a CPU and is only emulated (slowly) on a T4, so all three are always
     set explicitly. The dtype itself was chosen from the GPU's compute capability (see helpers.machine).
     """
     import torch
 
-    if not torch.cuda.is_available():
-        return {"use_cpu": True, "bf16": False, "fp16": False}
-    dtype = cfg.model.dtype
-    if dtype == "bfloat16" and torch.cuda.get_device_capability(0) < (8, 0):
+    check_precision(cfg)
+    gpu = torch.cuda.is_available()
+    return {"fp16": gpu and cfg.model.dtype == "float16", "bf16": gpu and cfg.model.dtype == "bfloat16",
+            "use_cpu": not gpu}
+
+
+def check_precision(cfg: RunConfig) -> None:
+    """Refuse bf16 on a GPU without native bf16 (a T4), with the fix: torch's is_bf16_supported() says True there."""
+    import torch
+
+    if cfg.model.dtype == "bfloat16" and torch.cuda.is_available() and torch.cuda.get_device_capability(0) < (8, 0):
         raise ValueError("cfg.model.dtype = 'bfloat16' but this GPU (compute capability < 8.0, e.g. a T4) has no "
                          "native bf16: use 'float16' (the t4 profile's choice)")
-    return {"bf16": dtype == "bfloat16", "fp16": dtype == "float16"}
 
 
 def build_sft_config(cfg: RunConfig, run: RunDir, tokenizer, **overrides):
-    """TRL's SFTConfig from the run config (the one place it is built)."""
+    """TRL's SFTConfig from the run config: the call 04 writes out (tests/test_one_truth.py holds them together).
+
+    `overrides` replace fields for trainers built to measure rather than to train (no evaluation, no saving).
+    """
     from trl import SFTConfig
 
     t = cfg.train
-    args = dict(
+    early = early_stopping_on(t, overrides.get("eval_strategy", "steps"))
+    return SFTConfig(**{**dict(
         output_dir=str(run.checkpoints_dir),
+        **precision_flags(cfg),
         learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler_type,
+        warmup_steps=t.warmup_ratio,  # a float below 1 is a fraction of the total steps
         num_train_epochs=t.num_train_epochs,
         max_steps=t.max_steps,
         per_device_train_batch_size=t.per_device_train_batch_size,
         per_device_eval_batch_size=t.per_device_train_batch_size,
         gradient_accumulation_steps=t.gradient_accumulation_steps,
         max_length=t.max_length,
-        warmup_steps=t.warmup_ratio,  # a float below 1 is a fraction of the total steps
-        lr_scheduler_type=t.lr_scheduler_type,
-        activation_checkpointing=t.gradient_checkpointing,
         packing=t.packing,
         **loss_mask_flags(t, tokenizer),
-        logging_steps=t.logging_steps,
-        logging_nan_inf_filter=False,  # a NaN loss must reach the logs (and NonFiniteLossGuard), not be averaged away
+        activation_checkpointing=t.gradient_checkpointing,
         eval_strategy="steps",
         eval_steps=t.eval_steps,
+        logging_steps=t.logging_steps,
+        logging_nan_inf_filter=False,  # a NaN loss must reach the logs (and NonFiniteLossGuard), not be averaged away
         save_strategy="steps",
-        save_steps=t.save_steps,
+        save_steps=t.eval_steps if early else t.save_steps,  # early stopping can only restore a step it saved
         save_total_limit=2,  # with early stopping the best checkpoint is kept as well: the Trainer protects it
+        load_best_model_at_end=early,
+        metric_for_best_model="eval_loss" if early else None,
+        greater_is_better=False if early else None,
         seed=t.seed,
         report_to="none",
-        **precision_flags(cfg),
-    )
-    args.update(overrides)
-    if early_stopping_on(t, args["eval_strategy"]):
-        args.update(early_stopping_flags(args["eval_steps"]))
-    return SFTConfig(**args)
+    ), **overrides})
 
 
 def early_stopping_on(t: TrainConfig, eval_strategy) -> bool:
@@ -82,36 +92,20 @@ def loss_mask_flags(t: TrainConfig, tokenizer) -> dict:
     turns; without them `to_sft_format` makes prompt/completion pairs and completion_only_loss masks the prompt
     (on `messages` data it has nothing to mask, so it is harmless there).
     """
-    return {"assistant_only_loss": has_generation_markers(tokenizer) and t.assistant_only_loss,
+    return {"assistant_only_loss": t.assistant_only_loss and has_generation_markers(tokenizer),
             "completion_only_loss": t.assistant_only_loss}
-
-
-def early_stopping_flags(eval_steps: int) -> dict:
-    """SFTConfig fields that keep the checkpoint with the lowest eval loss and load it back when training ends.
-
-    Saving happens at every evaluation (save_steps = eval_steps). The Trainer accepts any multiple of eval_steps,
-    but it can only restore a step it saved: with fewer saves, a best eval loss between two saves would be lost.
-    """
-    return {"load_best_model_at_end": True, "metric_for_best_model": "eval_loss", "greater_is_better": False,
-            "save_steps": eval_steps}
 
 
 def make_trainer(cfg: RunConfig, run: RunDir, model, tokenizer, splits, callbacks: list | None = None,
                  **overrides):
-    """An SFTTrainer on the run's train split, evaluating on its validation split.
+    """An SFTTrainer on the run's train split, evaluating on its validation split: 04's SFTTrainer cell.
 
     It always stops at a NaN/inf loss (NonFiniteLossGuard); with cfg.train.early_stopping_patience above 0 it also
     stops once the eval loss has not improved for that many evaluations. `callbacks` adds more (LiveLossPlot).
     """
-    from transformers import EarlyStoppingCallback
     from trl import SFTTrainer
 
-    from .live import NonFiniteLossGuard
-
     args = build_sft_config(cfg, run, tokenizer, **overrides)
-    extra = [NonFiniteLossGuard(), *(callbacks or [])]
-    if early_stopping_on(cfg.train, args.eval_strategy):
-        extra.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
     # TRL prepares each split in four passes, each with a progress bar: eight bars that, on the shipped 432 rows,
     # flash by in under a second. Show them only for large datasets, where preparing takes long enough to watch.
     quiet = len(splits["train"]) < 5000
@@ -122,11 +116,23 @@ def make_trainer(cfg: RunConfig, run: RunDir, model, tokenizer, splits, callback
             train_dataset=to_sft_format(splits["train"], tokenizer),
             eval_dataset=to_sft_format(splits["validation"], tokenizer),
             processing_class=tokenizer,
-            callbacks=extra,
+            callbacks=course_callbacks(cfg, args) + list(callbacks or []),
         )
     if trainer.args.fp16:
         keep_adapters_in_fp32(trainer.model)
     return trainer
+
+
+def course_callbacks(cfg: RunConfig, args) -> list:
+    """The course's callbacks: NonFiniteLossGuard always, EarlyStoppingCallback when early stopping applies."""
+    from transformers import EarlyStoppingCallback
+
+    from .live import NonFiniteLossGuard
+
+    callbacks = [NonFiniteLossGuard()]
+    if early_stopping_on(cfg.train, args.eval_strategy):
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
+    return callbacks
 
 
 @contextmanager
@@ -162,29 +168,35 @@ class TrainingError(RuntimeError):
 
 
 def train_with_guidance(trainer, cfg: RunConfig, resume: str | Path | None = None):
-    """`trainer.train()`, with GPU out-of-memory and a NaN/inf loss turned into a TrainingError that says what to do.
+    """`trainer.train(resume_from_checkpoint=...)` inside `explain_training_failures`: 04's training cell."""
+    with explain_training_failures(trainer, cfg):
+        return trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
-    The error is raised after the `except` block, once the out-of-memory traceback (whose frames hold the failed
-    step's GPU tensors) is gone, so that freeing the cache frees them too.
+
+@contextmanager
+def explain_training_failures(trainer, cfg: RunConfig):
+    """Around `trainer.train()`: a GPU out-of-memory error, or a NaN/inf loss that NonFiniteLossGuard stopped, ends
+    in a TrainingError that says what to change, with this run's numbers, instead of a library traceback.
+
+    The out-of-memory traceback's frames hold the failed step's GPU tensors; they are cleared before the cache is
+    emptied, so that the memory really goes back to the GPU.
     """
     import torch
 
     from .live import NonFiniteLossGuard
 
-    message = None
     try:
-        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        yield
     except RuntimeError as e:  # torch.OutOfMemoryError (torch.cuda.OutOfMemoryError) is a RuntimeError
         if not (isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()):
             raise
         message = out_of_memory_message(cfg, Path(trainer.args.output_dir), str(e))
-    if message:
+        traceback.clear_frames(e.__traceback__)
         release_gpu_memory()
         raise TrainingError(message) from None
     guard = next((c for c in trainer.callback_handler.callbacks if isinstance(c, NonFiniteLossGuard)), None)
     if guard is not None and guard.bad_step is not None:
         raise TrainingError(non_finite_message(cfg, trainer.args, guard)) from None
-    return output
 
 
 def release_gpu_memory() -> None:

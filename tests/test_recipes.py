@@ -1,0 +1,58 @@
+"""Each notebook ends with "the whole recipe": what it taught, as a learner would write it in an empty notebook, with
+the libraries alone. These tests hold them to it: every recipe is short and never imports helpers, and the seven,
+run one after the other in a fresh interpreter where `import helpers` fails, take the tiny model from raw data to a
+trained, scored, merged model. Only the paths come from outside: TINY_MODEL, DATA_DIR, OUTPUT_DIR, ADAPTER_DIR."""
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from helpers.paths import DATA_DIR, NOTEBOOKS_DIR
+
+RECIPE = "# The whole recipe"
+NOTEBOOKS = sorted(p.name for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def recipe_of(notebook: str) -> str:
+    cells = json.loads((NOTEBOOKS_DIR / notebook).read_text(encoding="utf-8"))["cells"]
+    found = [c["source"] for c in cells if c["cell_type"] == "code" and c["source"].startswith(RECIPE)]
+    assert len(found) == 1, f"{notebook}: {len(found)} whole-recipe cells (there must be one)"
+    return found[0]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_every_notebook_ends_with_a_short_recipe_without_helpers(notebook):
+    cells = json.loads((NOTEBOOKS_DIR / notebook).read_text(encoding="utf-8"))["cells"]
+    recipe = recipe_of(notebook)
+    assert 10 <= len(recipe.splitlines()) <= 25, f"{notebook}: the recipe has {len(recipe.splitlines())} lines"
+    assert "helpers" not in recipe, f"{notebook}: the recipe uses helpers"
+    position = next(i for i, c in enumerate(cells) if c["source"] == recipe)
+    after = [c for c in cells[position + 1:] if c["cell_type"] == "code"]
+    assert not after, f"{notebook}: code cells follow the recipe"
+    assert any(c["source"].startswith("## The whole recipe") for c in cells[:position])
+
+
+def test_the_recipes_alone_take_the_tiny_model_from_data_to_a_merged_model(tmp_path, tiny_model_dir):
+    out = tmp_path / "out"
+    program = "\n\n".join([
+        "import sys\nsys.modules['helpers'] = None   # `import helpers` now fails: the recipes must not need it",
+        f"TINY_MODEL, DATA_DIR, OUTPUT_DIR = {str(tiny_model_dir)!r}, {str(DATA_DIR / 'meetings')!r}, {str(out)!r}",
+        *(recipe_of(nb) for nb in NOTEBOOKS if nb < "05"),
+        "ADAPTER_DIR = f'{OUTPUT_DIR}/adapter'",
+        *(recipe_of(nb) for nb in NOTEBOOKS if nb >= "05"),
+    ])
+    proc = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=tmp_path,
+                          env={"CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+                               "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    before, after = map(float, re.search(r"eval loss ([\d.]+) -> ([\d.]+)", proc.stdout).groups())
+    assert after < 0.5 * before, proc.stdout[-2000:]
+    exact = float(re.search(r"exact match ([\d.]+)", proc.stdout)[1])
+    assert exact >= 0.5, proc.stdout[-2000:]
+    assert "name: Nils" in proc.stdout[-100:], proc.stdout[-500:]  # 06's streamed answer, from the merged model
+    print(proc.stdout)
+    assert (out / "adapter" / "adapter_model.safetensors").exists()
+    assert (out / "merged" / "model.safetensors").exists()

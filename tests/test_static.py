@@ -83,10 +83,10 @@ def test_requirements_cover_what_the_notebooks_import():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_code_cells_stay_short(path):
-    """A cell is the lesson, not the plumbing: at most 30 lines (the install cell aside)."""
-    for cell in load(path)["cells"][2:]:
-        if cell["cell_type"] == "code":
-            assert len("".join(cell["source"]).splitlines()) <= 30, f"{path.name}: split this cell or move code to helpers"
+    """A cell is the lesson, not the plumbing: at most 30 lines, and most under 10 (the install cell aside)."""
+    lengths = sorted(len("".join(c["source"]).splitlines()) for c in load(path)["cells"][2:] if c["cell_type"] == "code")
+    assert lengths[-1] <= 30, f"{path.name}: a cell of {lengths[-1]} lines: split it or move plumbing to helpers"
+    assert lengths[len(lengths) // 2] < 10, f"{path.name}: the median code cell has {lengths[len(lengths) // 2]} lines"
 
 
 def test_sync_rewrites_a_stale_badge_and_install_cell(tmp_path):

@@ -247,8 +247,8 @@ def out_of_memory_message(cfg: RunConfig, checkpoints: Path, error: str) -> str:
         "Where: in 04_training_sft, in a cell after the hyperparameter panel, then save_config(cfg, run); restart "
         "the runtime (the old model still holds its GPU memory) and run the notebook again. For "
         f"`python -m helpers train`, edit {checkpoints.parent / 'config.json'}.",
-        f"The run can resume from its last checkpoint, {resume.name} (the command line does so by itself; in a "
-        "notebook: train_with_guidance(trainer, cfg, resume=last_complete_checkpoint(run)))." if resume else
+        f"The run can resume from its last checkpoint, {resume.name} (the command line, and 04's "
+        "training cell through last_complete_checkpoint(run), pick it up by themselves)." if resume else
         "No checkpoint was saved yet: the run starts again from step 0.",
     ])
 

@@ -178,7 +178,8 @@ class MemoryEstimate:
 
 def estimate_training_memory(cfg: RunConfig, shape: ModelShape | None = None, seq_len: int | None = None,
                              on_gpu: bool | None = None) -> MemoryEstimate:
-    """Peak memory of LoRA/QLoRA training with `cfg`, in GiB per part. `seq_len` defaults to max_length (worst case)."""
+    """Peak memory of training with `cfg` (LoRA, QLoRA or, with cfg.method = "full", every weight), in GiB per part.
+    `seq_len` defaults to max_length (worst case)."""
     shape = shape or model_shape(cfg.model.model_id)
     if on_gpu is None:
         import torch
@@ -193,17 +194,24 @@ def estimate_training_memory(cfg: RunConfig, shape: ModelShape | None = None, se
         weights = shape.parameters * b
     else:  # bitsandbytes quantizes the linear layers; peft's k-bit preparation upcasts everything else to fp32
         weights = shape.linear_parameters * (NF4_BYTES if m.quantization == "4bit" else INT8_BYTES) + other * 4
-    n_lora = lora_parameters(shape, cfg.lora.r, cfg.lora.target_modules)
+    full = cfg.method == "full"
+    n_lora = 0 if full else lora_parameters(shape, cfg.lora.r, cfg.lora.target_modules)
     quantized = m.quantization != "none"
-    per_layer = activation_bytes_per_token(shape, b, dropout=cfg.lora.dropout > 0, quantized=quantized)
+    per_layer = activation_bytes_per_token(shape, b, dropout=cfg.lora.dropout > 0 and not full, quantized=quantized)
     if t.gradient_checkpointing:  # each layer's input is kept (fp32 in a k-bit model); one layer is recomputed
         activations = tokens * (shape.num_layers * shape.hidden_size * (4 if quantized else b) + per_layer)
     else:
         activations = tokens * shape.num_layers * per_layer
     # one tile of logits and its gradient at a time (see LOGITS_TILE)
     logits = min(tokens, LOGITS_TILE[0]) * min(shape.vocab_size, LOGITS_TILE[1]) * 2 * b
-    parts = {"weights": weights, "LoRA weights + gradients": n_lora * 8, "optimizer state": n_lora * 8,
-             "activations": activations, "logits": logits}
+    if full:  # every weight trains: fp32 weights (mixed precision keeps an fp32 master copy, bf16 runs keep bf16),
+        # a gradient of the same size for each, and AdamW's two averages in the weights' dtype
+        w = 2 if m.dtype == "bfloat16" else 4
+        parts = {"weights": shape.parameters * w, "gradients": shape.parameters * w,
+                 "optimizer state": shape.parameters * 2 * w}
+    else:
+        parts = {"weights": weights, "LoRA weights + gradients": n_lora * 8, "optimizer state": n_lora * 8}
+    parts.update({"activations": activations, "logits": logits})
     parts = {k: v / GIB for k, v in parts.items()}
     if on_gpu:
         parts["CUDA overhead"] = CUDA_OVERHEAD_GIB
@@ -235,7 +243,7 @@ def fitting_changes(cfg: RunConfig, budget_gib: float, shape: ModelShape | None 
         return estimate_training_memory(trial, shape, on_gpu=on_gpu).total_gib <= 0.9 * budget_gib
 
     steps = [("train.gradient_checkpointing", True)]
-    if cfg.model.quantization != "4bit" and on_gpu is not False:
+    if cfg.model.quantization != "4bit" and on_gpu is not False and cfg.method != "full":  # full: weights must train
         steps.append(("model.quantization", "4bit"))
     while not fits() and (steps or trial.train.per_device_train_batch_size > 1 or trial.train.max_length > 256):
         if steps:

@@ -267,7 +267,8 @@ def terminal_chat(run_dir: str | None = None, profile: str | None = None, input_
     model, tokenizer = load_finetuned(cfg, run)
     length = context_length(model, tokenizer)
     decoding = "greedy" if temperature == 0 else f"sampling, temperature {temperature:g}, top-p {top_p:g}"
-    out.write(f"Chatting with {cfg.model.model_id} + the LoRA adapter in {run.adapter_dir}\n"
+    what = f"+ the LoRA adapter in {run.adapter_dir}" if cfg.method != "full" else f"fully fine-tuned, {run.model_dir}"
+    out.write(f"Chatting with {cfg.model.model_id} {what}\n"
               f"({cfg.profile} profile, {decoding}, at most {max_new_tokens} new tokens per reply).\n"
               "Commands: /reset forgets the conversation, /quit leaves (so do Ctrl-D and Ctrl-C).\n\n")
     messages: list[dict] = [{"role": "system", "content": system}] if system else []

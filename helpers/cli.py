@@ -3,7 +3,8 @@
     check                      machine, GPU, chosen profile and library versions
     validate-data PATH         check a dataset file, folder or Hub id: a summary, or every problem as FILE:N
     train --run-dir DIR        fine-tune with DIR/config.json (the profile's defaults are written there if absent);
-                               run it again after a crash and it resumes from the last complete checkpoint
+                               run it again after a crash and it resumes from the last complete checkpoint;
+                               --method lora|qlora|full chooses what trains (07 compares them)
     evaluate --run-dir DIR     score the base model and the fine-tuned one on the test split; write metrics.json,
                                the chart and the side-by-side answers into DIR
     chat --run-dir DIR         talk to the run's fine-tuned model in the terminal, replies streamed as they are made
@@ -21,6 +22,7 @@ import sys
 
 from .bench import add_bench_arguments, cmd_bench
 from .chat import add_chat_arguments, cmd_chat
+from .config import METHODS
 from .formats import FORMATS
 from .robustness import DEFAULT_OUT as DEFAULT_ROBUSTNESS_OUT
 
@@ -82,6 +84,7 @@ def _tokenizer_or_none(cfg):
 
 
 def cmd_train(args) -> int:
+    from .config import method_name, use_method
     from .rundir import open_run, save_config
     from .machine import process_state
     from .train import train_run
@@ -89,18 +92,22 @@ def cmd_train(args) -> int:
     state = process_state()  # under `accelerate launch` there are several processes: one writes, one reports
     with state.main_process_first():
         cfg, run = open_run(args.run_dir, profile=args.profile)
-        for name in ("max_steps", "save_steps"):  # command-line values are saved into the run's config
+        for name in ("max_steps", "save_steps", "learning_rate"):  # command-line values go into the run's config
             if getattr(args, name) is not None:
                 setattr(cfg.train, name, getattr(args, name))
+        if args.method is not None:
+            use_method(cfg, args.method)
         save_config(cfg, run)
     main = state.is_main_process
     if main:
-        print(f"training run {run} (profile {cfg.profile}, model {cfg.model.model_id})")
+        print(f"training run {run} (profile {cfg.profile}, model {cfg.model.model_id}, method {method_name(cfg)}, "
+              f"learning rate {cfg.train.learning_rate:g})")
     summary = train_run(cfg, run)
     if main:
         print(f"done in {summary['train_runtime_s']:.0f}s, {summary['global_step']} steps on "
               f"{summary['num_processes']} process(es): eval loss {summary['eval_loss_before']:.3f} -> "
-              f"{summary['eval_loss_after']:.3f}; adapter in {run.adapter_dir}")
+              f"{summary['eval_loss_after']:.3f}; {'adapter' if cfg.method != 'full' else 'whole model'} in "
+              f"{run.finetuned_dir(cfg)}")
     return 0
 
 
@@ -202,6 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", choices=["tiny", "t4", "ampere"], help="preset for a new run (default: from the hardware)")
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     p.add_argument("--save-steps", type=int, help="write a checkpoint every N steps (a re-run resumes from the last)")
+    p.add_argument("--method", choices=METHODS, help="what trains: lora (adapters), qlora (adapters on 4-bit weights) "
+                   "or full (every weight; saves the whole model). Default: the run config's (the profile's: "
+                   "lora, or qlora on a T4)")
+    p.add_argument("--learning-rate", type=float, help="the optimizer's learning rate (full fine-tuning wants a "
+                   "smaller one than LoRA: see notebook 07)")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("evaluate", help="base vs fine-tuned on the test split; writes metrics.json")
     p.add_argument("--run-dir", required=True, help="a run directory with a trained adapter")

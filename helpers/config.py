@@ -15,6 +15,9 @@ from typing import Any, Callable
 from .formats import FORMATS
 
 PROFILES = ("tiny", "t4", "ampere")
+# What training updates: "lora" (adapters on frozen weights), "qlora" (adapters on frozen 4-bit weights) or "full"
+# (every weight). Compared side by side in 07_methods_compared.
+METHODS = ("lora", "qlora", "full")
 
 
 class ConfigError(ValueError):
@@ -169,6 +172,7 @@ class RunConfig(_Checked):
 
     profile: str = "tiny"
     run_name: str = "tiny"
+    method: str = "lora"  # "lora", "qlora" (LoRA on a 4-bit model) or "full" (every weight trains); see use_method
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
@@ -179,6 +183,7 @@ class RunConfig(_Checked):
         "profile": _rule(lambda v: v in PROFILES, "one of " + ", ".join(PROFILES)),
         "run_name": _rule(lambda v: isinstance(v, str) and v.strip() != "" and "/" not in v and "\\" not in v,
                           "a folder name without slashes, such as 'first-run'"),
+        "method": _rule(lambda v: v in METHODS, "one of " + ", ".join(METHODS) + " (set it with use_method)"),
     }
 
     def to_dict(self) -> dict:
@@ -199,6 +204,8 @@ class RunConfig(_Checked):
         sections = {"data": DataConfig, "model": ModelConfig, "lora": LoraSettings, "train": TrainConfig,
                     "eval": EvalConfig}
         kwargs = {k: v for k, v in d.items() if k not in sections}
+        if "method" not in kwargs:  # a config saved before methods existed: LoRA, on 4-bit weights if quantized
+            kwargs["method"] = "qlora" if d.get("model", {}).get("quantization") == "4bit" else "lora"
         for name, section in sections.items():
             kwargs[name] = section(**d.get(name, {}))
         return cls(**kwargs)
@@ -216,6 +223,42 @@ class RunConfig(_Checked):
             raise ConfigError(f"{path}: {e}; remove that key or delete the file to start from the defaults") from None
 
 
+def use_method(cfg: RunConfig, method: str) -> RunConfig:
+    """Switch cfg to a training method, with the quantization it needs: QLoRA is LoRA on 4-bit weights; LoRA and
+    full fine-tuning load them unquantized (full fine-tuning must update them, and 4-bit weights cannot be updated).
+    The learning rate is left as it is: 07_methods_compared shows why full fine-tuning wants a smaller one."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
+    cfg.method = method
+    if method == "qlora":
+        cfg.model.quantization = "4bit"
+    elif method == "full" or cfg.model.quantization == "4bit":
+        cfg.model.quantization = "none"
+    return cfg
+
+
+def check_method(cfg: RunConfig) -> None:
+    """Refuse a method and a quantization that do not go together, with the fix (before anything is loaded)."""
+    q = cfg.model.quantization
+    if cfg.method == "full" and q != "none":
+        raise ConfigError(f"cfg.method = 'full' updates every weight, but cfg.model.quantization = {q!r} loads them "
+                          "as frozen integers that cannot be updated: use use_method(cfg, 'full') (unquantized) or "
+                          "use_method(cfg, 'qlora')")
+    if cfg.method == "qlora" and q != "4bit":
+        raise ConfigError(f"cfg.method = 'qlora' is LoRA on 4-bit weights, but cfg.model.quantization = {q!r}: use "
+                          "use_method(cfg, 'qlora') (sets '4bit') or use_method(cfg, 'lora')")
+
+
+def adapted(cfg: RunConfig) -> bool:
+    """True when training attaches LoRA adapters (LoRA and QLoRA), False when it updates every weight."""
+    return cfg.method != "full"
+
+
+def method_name(cfg: RunConfig) -> str:
+    """What the run really does: 'full', or 'qlora' whenever the adapters sit on 4-bit weights."""
+    return "full" if cfg.method == "full" else ("qlora" if cfg.model.quantization == "4bit" else "lora")
+
+
 def make_config(profile: str, run_name: str | None = None) -> RunConfig:
     """The preset for a profile: what the course recommends on that kind of machine."""
     if profile not in PROFILES:
@@ -228,6 +271,7 @@ def make_config(profile: str, run_name: str | None = None) -> RunConfig:
     # On a GPU the shipped data gives 54 optimizer steps (432 rows, effective batch 16, 2 epochs): evaluate every 10
     # so that the curves have points to read, and checkpoint every 20 so that a disconnect loses little.
     elif profile == "t4":  # free Colab T4: 4-bit QLoRA with fp16 compute, never bf16 (compute capability 7.5)
+        cfg.method = "qlora"
         cfg.model = ModelConfig(model_id="TinyLlama/TinyLlama-1.1B-Chat-v1.0", quantization="4bit", dtype="float16")
         cfg.train = TrainConfig(learning_rate=2e-4, num_train_epochs=2.0, per_device_train_batch_size=8,
                                 gradient_accumulation_steps=2, max_length=512, gradient_checkpointing=True,

@@ -118,9 +118,9 @@ def proportion_interval(rate: float, n: int, z: float = 1.96) -> tuple[float, fl
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def evaluate_answers(model, tokenizer, rows: list[dict], cfg: RunConfig) -> tuple[dict, list[str]]:
+def evaluate_answers(model, tokenizer, rows: list[dict], cfg: RunConfig, progress: bool = True) -> tuple[dict, list[str]]:
     """Generate for every row and score against the reference replies (and per group, where rows have one)."""
-    predictions = generate_answers(model, tokenizer, rows, cfg)
+    predictions = generate_answers(model, tokenizer, rows, cfg, progress=progress)
     scores = score_answers(predictions, [reference_of(r) for r in rows])
     groups = scores_by_group(rows, predictions)
     return ({**scores, "by_group": groups} if groups else scores), predictions
@@ -149,18 +149,38 @@ def loss_baselines(tokenizer) -> dict[str, dict]:
             "perfect answer": {"eval_loss": 0.0, "perplexity": 1.0}}
 
 
-def compare_models(model, tokenizer, cfg: RunConfig, trainer, rows: list[dict]) -> dict:
-    """Held-out loss and the task metric for the base model (adapter switched off) and the fine-tuned one."""
+def compare_models(model, tokenizer, cfg: RunConfig, trainer, rows: list[dict], base_trainer=None) -> dict:
+    """Held-out loss and the task metric for the base model (adapter switched off) and the fine-tuned one.
+
+    A fully fine-tuned model has no adapter to switch off: its base model is a separate model, given as the model
+    of `base_trainer` (a trainer built the same way around it; `base_trainer_for` makes one).
+    """
     import contextlib
 
     results, predictions = {}, {}
     for name, adapter_off in (("base", True), ("finetuned", False)):
-        # the base model is the very same weights with the LoRA update switched off
-        with model.disable_adapter() if adapter_off else contextlib.nullcontext():
-            loss = eval_loss(trainer)
-            scores, predictions[name] = evaluate_answers(model, tokenizer, rows, cfg)
+        if adapter_off and base_trainer is not None:
+            which, switch = base_trainer, contextlib.nullcontext()
+        else:  # the base model is the very same weights with the LoRA update switched off
+            which, switch = trainer, model.disable_adapter() if adapter_off else contextlib.nullcontext()
+        with switch:
+            loss = eval_loss(which)
+            scores, predictions[name] = evaluate_answers(model if which is trainer else which.model, tokenizer,
+                                                         rows, cfg)
         results[name] = {**loss, **scores}
     return {"results": results, "predictions": predictions}
+
+
+def base_trainer_for(cfg: RunConfig, run: RunDir, splits):
+    """After full fine-tuning: the untouched base model, loaded again, in a trainer built like the run's, or None
+    when the run has an adapter (then switching it off gives the base model back)."""
+    if cfg.method != "full":
+        return None
+    from .model import load_model_and_tokenizer
+    from .train import make_trainer
+
+    base, tokenizer = load_model_and_tokenizer(cfg)
+    return make_trainer(cfg, run, base.eval(), tokenizer, splits)
 
 
 def interpret_comparison(results: dict, baselines: dict | None = None) -> str:
@@ -421,13 +441,15 @@ def evaluate_run(cfg: RunConfig, run: RunDir, n_side_by_side: int = 8) -> dict:
     from .inference import load_finetuned
     from .train import make_trainer
 
-    if not (run.adapter_dir / "adapter_model.safetensors").exists():
-        raise FileNotFoundError(f"no trained adapter in {run.adapter_dir}: train first, with "
-                                f"`python -m helpers train --run-dir {run.path}` (or notebook 04_training_sft)")
+    if not run.has_finetuned(cfg):
+        raise FileNotFoundError(f"no trained {'adapter' if cfg.method != 'full' else 'model'} in "
+                                f"{run.finetuned_dir(cfg)}: train first, with `python -m helpers train --run-dir "
+                                f"{run.path}` (or notebook 04_training_sft)")
     splits = load_splits(cfg, run)
     model, tokenizer = load_finetuned(cfg, run)
     rows = list(splits["test"])
-    comparison = compare_models(model, tokenizer, cfg, make_trainer(cfg, run, model, tokenizer, splits), rows)
+    comparison = compare_models(model, tokenizer, cfg, make_trainer(cfg, run, model, tokenizer, splits), rows,
+                                base_trainer=base_trainer_for(cfg, run, splits))
     pairs = side_by_side(rows, comparison["predictions"], n=n_side_by_side)
     history = run.read_json("train_summary.json", made_by="04_training_sft")["log_history"]
     human = summarize_ratings(load_ratings(run, pairs), shown=len(pairs))

@@ -8,17 +8,36 @@ from .rundir import RunDir
 
 
 def load_finetuned(cfg: RunConfig, run: RunDir):
-    """The base model with the run's LoRA adapter on top (a peft `PeftModel`), and the tokenizer: 06's first cell."""
+    """The base model with the run's LoRA adapter on top (a peft `PeftModel`), and the tokenizer: 06's first cell.
+    After full fine-tuning (cfg.method = "full") there is no adapter: the saved model itself is loaded."""
     from peft import PeftModel
 
     from .model import load_model_and_tokenizer
     from .train import ensure_adapter
 
     ensure_adapter(cfg, run)
+    if cfg.method == "full":
+        return load_full_model(cfg, run.model_dir)
     model, tokenizer = load_model_and_tokenizer(cfg)
     model = PeftModel.from_pretrained(model, str(run.adapter_dir))
     model.eval()
     return model, tokenizer
+
+
+def load_full_model(cfg: RunConfig, folder):
+    """A fully fine-tuned model and its tokenizer from their folder, the way 02 loads a base model."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .model import ensure_pad_token, explain_load_errors
+
+    with explain_load_errors(str(folder)):
+        tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False))
+        model = AutoModelForCausalLM.from_pretrained(
+            str(folder), dtype=getattr(torch, cfg.model.dtype), attn_implementation="sdpa", use_safetensors=True,
+            device_map={"": 0} if torch.cuda.is_available() else None, trust_remote_code=False)
+    model.generation_config.pad_token_id = model.config.pad_token_id = tokenizer.pad_token_id
+    return model.eval(), tokenizer
 
 
 def generation_settings(temperature: float = 0.0, top_p: float = 1.0, max_new_tokens: int = 64,
@@ -158,6 +177,9 @@ def merge_adapter(cfg: RunConfig, run: RunDir):
 
     from .model import load_model_and_tokenizer
 
+    if cfg.method == "full":
+        raise ValueError(f"this run was fully fine-tuned (cfg.method = 'full'): there is no adapter to merge, and "
+                         f"{run.model_dir} already holds the whole model; use that folder where 06 uses merged/")
     unquantized = cfg.copy()
     unquantized.model.quantization = "none"
     base, tokenizer = load_model_and_tokenizer(unquantized)

@@ -50,6 +50,21 @@ def apply_lora(model, cfg: RunConfig):
                          f"{cfg.lora.target_modules!r}; this model's linear layers are named: {', '.join(names)}") from None
 
 
+def prepare_for_training(model, cfg: RunConfig):
+    """What trains: LoRA adapters on the frozen model (LoRA, QLoRA: `apply_lora`), or every weight (full)."""
+    from transformers import set_seed
+
+    from .config import check_method
+
+    check_method(cfg)
+    if cfg.method != "full":
+        return apply_lora(model, cfg)
+    set_seed(cfg.train.seed)  # the same seed a LoRA run would use, for the order of the rows and dropout
+    for param in model.parameters():
+        param.requires_grad_(True)
+    return model
+
+
 def trainable_report(model) -> dict:
     """How many parameters train, out of how many."""
     # transformers' count: 4-bit weights counted as weights, not as their packed bytes

@@ -128,14 +128,42 @@ def load_base_model(cfg: RunConfig):
         model = AutoModelForCausalLM.from_pretrained(
             model_source(cfg),
             quantization_config=bnb_config,
-            dtype=getattr(torch, cfg.model.dtype),
+            dtype=weights_dtype(cfg),
             device_map={"": int(os.environ.get("LOCAL_RANK", 0))} if torch.cuda.is_available() else None,
             attn_implementation="sdpa",
             trust_remote_code=False,
             use_safetensors=True,
             token=_token(),
         )
+    if bnb_config is not None and not torch.cuda.is_available():
+        keep_cpu_4bit_trainable(model)
     return model
+
+
+def weights_dtype(cfg: RunConfig):
+    """The dtype the weights are loaded in: the compute dtype, except for full fine-tuning under fp16 mixed
+    precision, whose weights must stay fp32 (the optimizer updates them; fp16 copies are made for each step).
+    With frozen weights (LoRA, QLoRA) fp16 is fine: only the fp32 adapters are updated."""
+    import torch
+
+    if cfg.method == "full" and cfg.model.dtype == "float16":
+        return torch.float32
+    return getattr(torch, cfg.model.dtype)
+
+
+def keep_cpu_4bit_trainable(model) -> None:
+    """Stop bitsandbytes repacking 4-bit weights for fast CPU inference, which breaks training afterwards.
+
+    On a CPU with AVX512-BF16, bitsandbytes 0.50's Linear4bit converts its weight to a packed inference layout the
+    first time it runs without gradients (an evaluation, a generation) and keeps it; the next training steps then
+    compute wrong gradients (measured on the tiny model: QLoRA's eval loss stuck near 1.4 instead of 0.14 when one
+    answer was generated before training). A GPU never takes this path.
+    """
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
 
 
 def load_model_and_tokenizer(cfg: RunConfig):

@@ -94,7 +94,8 @@ def plot_memory_estimate(estimates: dict, limits: dict[str, float], title: str =
     ax = fig.add_subplot()
     names = list(estimates)
     parts = list(dict.fromkeys(p for e in estimates.values() for p in e.parts))
-    colours = dict(zip(parts, ["tab:blue", "tab:cyan", "tab:purple", "tab:orange", "tab:red", "tab:gray"]))
+    colours = dict(zip(parts, ["tab:blue", "tab:cyan", "tab:purple", "tab:orange", "tab:red", "tab:gray", "tab:green",
+                              "tab:olive"]))
     for row, name in enumerate(names):
         left = 0.0
         for part in parts:

@@ -5,7 +5,8 @@
         data/                train / validation / test splits, as JSONL (01)
         baseline.json        base-model answers before fine-tuning (02)
         checkpoints/         Trainer checkpoints (04)
-        adapter/             the trained LoRA adapter (04)
+        adapter/             the trained LoRA adapter (04; LoRA and QLoRA)
+        model/               the whole fine-tuned model, when every weight trained (cfg.method = "full")
         train_summary.json   log history, eval loss before and after (04)
         metrics.json         base vs fine-tuned metrics (05)
         merged/              the adapter merged into the base model (06)
@@ -49,6 +50,20 @@ class RunDir:
     @property
     def adapter_dir(self) -> Path:
         return self.path / "adapter"
+
+    @property
+    def model_dir(self) -> Path:
+        """Where full fine-tuning saves the whole model (there is no adapter to save)."""
+        return self.path / "model"
+
+    def finetuned_dir(self, cfg: RunConfig) -> Path:
+        """Where this run's training result is: the adapter (LoRA, QLoRA) or the whole model (full)."""
+        return self.adapter_dir if cfg.method != "full" else self.model_dir
+
+    def has_finetuned(self, cfg: RunConfig) -> bool:
+        """Whether training has saved its result (adapter_model.safetensors or model.safetensors)."""
+        name = "adapter_model.safetensors" if cfg.method != "full" else "model.safetensors"
+        return (self.finetuned_dir(cfg) / name).exists()
 
     @property
     def merged_dir(self) -> Path:

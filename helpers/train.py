@@ -308,7 +308,8 @@ def last_complete_checkpoint(run: RunDir) -> Path | None:
     for step, path in numbered_checkpoints(run.checkpoints_dir):
         try:
             state = json.loads((path / "trainer_state.json").read_text())
-            ok = state.get("global_step") == step and any(path.glob("adapter_model.safetensors"))
+            ok = state.get("global_step") == step and (any(path.glob("adapter_model.safetensors"))
+                                                       or any(path.glob("model*.safetensors")))
         except (OSError, ValueError):
             ok = False
         if ok:
@@ -358,14 +359,17 @@ def checkpoint_step(path: str | Path | None) -> int | None:
     return int(Path(path).name.split("-")[-1]) if path else None
 
 
-def save_training(trainer, run: RunDir, summary: dict) -> None:
-    """The adapter (safetensors), the tokenizer beside it, train_summary.json and the loss-curve PNG."""
+def save_training(trainer, run: RunDir, summary: dict, cfg: RunConfig | None = None) -> None:
+    """The adapter, or after full fine-tuning the whole model (safetensors), the tokenizer beside it,
+    train_summary.json and the loss-curve PNG."""
     from .plots import plot_loss_curves
 
-    # A PeftModel saves only the adapter weights, as safetensors; the tokenizer (and its chat template) goes
-    # beside them. (trainer.save_model would also pickle the training arguments: not needed, not safetensors.)
-    trainer.model.save_pretrained(str(run.adapter_dir), safe_serialization=True)
-    trainer.processing_class.save_pretrained(str(run.adapter_dir))
+    # A PeftModel saves only the adapter weights, as safetensors; a fully fine-tuned model saves all of them. The
+    # tokenizer (and its chat template) goes beside them. (trainer.save_model would also pickle the training
+    # arguments: not needed, not safetensors.)
+    folder = run.finetuned_dir(cfg) if cfg is not None else run.adapter_dir
+    trainer.model.save_pretrained(str(folder), safe_serialization=True)
+    trainer.processing_class.save_pretrained(str(folder))
     run.write_json("train_summary.json", summary)
     fig = plot_loss_curves(summary["log_history"], title=f"{run.path.name}: loss",
                            eval_loss_before=summary["eval_loss_before"])
@@ -378,34 +382,39 @@ def train_run(cfg: RunConfig, run: RunDir) -> dict:
     If the run directory holds a complete checkpoint (a run cut off by a crash, a SIGKILL or a Colab disconnect),
     training resumes from it, with its optimizer, scheduler and RNG state, and ends at the same step count.
     """
-    from .lora import apply_lora
+    from .config import check_method, method_name
+    from .lora import prepare_for_training
     from .model import load_model_and_tokenizer
 
+    check_method(cfg)
     state = process_state()  # one process, or one of several under `accelerate launch`
     with state.main_process_first():  # the main process prepares the data and tidies checkpoints; the rest wait
         splits = load_splits(cfg, run)
         resume = last_complete_checkpoint(run)
     model, tokenizer = load_model_and_tokenizer(cfg)
-    model = apply_lora(model, cfg)
+    model = prepare_for_training(model, cfg)
     trainer = make_trainer(cfg, run, model, tokenizer, splits)
-    eval_before = trainer.evaluate()  # the base model's loss: LoRA starts as a no-op, even on a resumed run
+    eval_before = trainer.evaluate()  # the base model's loss (LoRA starts as a no-op; a resume loads its weights later)
     if resume and state.is_main_process:
         print(f"resuming from {resume} (step {checkpoint_step(resume)})")
     train_with_guidance(trainer, cfg, resume)
     eval_after = trainer.evaluate()
     summary = summarize_training(trainer, eval_before, eval_after, resume)
     summary["num_processes"] = state.num_processes
+    summary["method"] = method_name(cfg)
     if state.is_main_process:
-        save_training(trainer, run, summary)
+        save_training(trainer, run, summary, cfg)
     state.wait_for_everyone()
     return summary
 
 
 def ensure_adapter(cfg: RunConfig, run: RunDir) -> None:
-    """Train now if the run has no adapter yet (a notebook opened on its own in a fresh runtime)."""
-    if (run.adapter_dir / "adapter_model.safetensors").exists():
+    """Train now if the run has no adapter (or, for full fine-tuning, no model) yet: a notebook opened on its own
+    in a fresh runtime."""
+    if run.has_finetuned(cfg):
         return
-    print(f"No trained adapter in {run.adapter_dir}: training one now with this run's config "
+    what = "adapter" if cfg.method != "full" else "fine-tuned model"
+    print(f"No trained {what} in {run.finetuned_dir(cfg)}: training now with this run's config "
           "(what 04_training_sft does).")
     train_run(cfg, run)
 

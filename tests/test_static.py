@@ -11,15 +11,15 @@ from helpers.paths import NOTEBOOKS_DIR, REPO_ROOT
 
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 EXPECTED = ["00_setup_and_gpu_check", "01_dataset_prep", "02_model_loading", "03_lora", "04_training_sft",
-            "05_evaluation", "06_inference"]
+            "05_evaluation", "06_inference", "07_methods_compared"]
 
 
 def load(path):
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def test_the_seven_notebooks_exist_in_order():
-    assert [p.stem for p in NOTEBOOKS][:7] == EXPECTED
+def test_the_notebooks_exist_in_order():
+    assert [p.stem for p in NOTEBOOKS][:len(EXPECTED)] == EXPECTED
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -21,7 +21,7 @@ from .rundir import RunDir
 def knowledge_texts(every: int = 25) -> list[str]:
     """Every `every`-th paragraph of the tiny model's pretraining corpus (63 of them): the text whose loss shows
     forgetting. Fixed, so every run and every machine measures the same paragraphs."""
-    paragraphs = [p for p in (DATA_DIR / "corpus.txt").read_text(encoding="utf-8").split("\n\n") if p.strip()]
+    paragraphs = [p.strip() for p in (DATA_DIR / "corpus.txt").read_text(encoding="utf-8").split("\n\n") if p.strip()]
     return paragraphs[::every]
 
 

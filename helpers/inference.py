@@ -24,6 +24,18 @@ def load_finetuned(cfg: RunConfig, run: RunDir):
     return model, tokenizer
 
 
+def check_adapter_run(cfg: RunConfig, run: RunDir) -> None:
+    """06 teaches the adapter (PeftModel, disable_adapter, merging): stop, with where to go, on a fully fine-tuned run."""
+    if cfg.method == "full":
+        from .rundir import MissingArtifact
+
+        raise MissingArtifact(f"{run.path} was fully fine-tuned (cfg.method = 'full'): it has no LoRA adapter, and "
+                              "this notebook is about the adapter. Its whole model is in "
+                              f"{run.model_dir}: talk to it with `python -m helpers chat --run-dir {run.path}`, or "
+                              "load it with AutoModelForCausalLM.from_pretrained; for this notebook, use a LoRA or "
+                              "QLoRA run (COURSE_RUN_DIR=<its folder>).")
+
+
 def load_full_model(cfg: RunConfig, folder):
     """A fully fine-tuned model and its tokenizer from their folder, the way 02 loads a base model."""
     import torch

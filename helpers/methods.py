@@ -165,20 +165,26 @@ def methods_findings(results: dict[str, dict], lora: str, qlora: str, full_large
     f = {name: forgetting(r) for name, r in results.items()}
     best = max(results, key=lambda n: results[n]["exact_match"])
     most = max(f, key=f.get)
-    lines = [f"- **Learned the task best:** {best} (exact match {results[best]['exact_match']:.2f}).",
+    close = [n for n in results if results[best]["exact_match"] - results[n]["exact_match"] < 0.1]
+    lines = [f"- **Learned the task best:** {' / '.join(close)} (exact match "
+             f"{', '.join(format(results[n]['exact_match'], '.2f') for n in close)}"
+             + ("; within 0.1 of each other, which 60 test rows cannot tell apart)." if len(close) > 1 else ")."),
              f"- **Forgot the most:** {most}: the loss on known text rose by {f[most]:.2f} "
              f"({results[most]['knowledge_loss_before']:.2f} -> {results[most]['knowledge_loss_after']:.2f})."]
     ratio = f[full_large] / f[lora] if f[lora] > 0 else float("inf")
+    worse = results[full_large]["exact_match"] < results[lora]["exact_match"] - 0.1
     lines.append(f"- **Full fine-tuning at LoRA's learning rate** forgot {ratio:.1f}x as much as LoRA "
                  f"({f[full_large]:.2f} vs {f[lora]:.2f}) and scored {results[full_large]['exact_match']:.2f} "
                  f"exact match against LoRA's {results[lora]['exact_match']:.2f}: "
-                 + ("every weight took large steps, and the steps that fit the task erased the rest."
-                    if ratio > 1 else "here it did not forget more; look at its loss curve below."))
+                 + ("every weight took large steps; they fitted the training data (eval loss "
+                    f"{results[full_large]['eval_loss_after']:.3f}) and overwrote what the model knew"
+                    if ratio > 1 else "here it did not forget more; look at its loss curve below")
+                 + (", and the task came out worse too." if worse and ratio > 1 else "."))
     small, big = f[full_small], f[full_large]
     lines.append(f"- **The same full fine-tuning at a smaller learning rate** forgot {small:.2f} instead of {big:.2f} "
                  f"and scored {results[full_small]['exact_match']:.2f}"
-                 + (f"; it forgot {'less' if small < f[lora] else 'more'} than LoRA ({f[lora]:.2f}): how far the "
-                    "weights move, not the method's name, decides what is lost." if small < big else "."))
+                 + (f"; it forgot {'less' if small < f[lora] else 'more'} than LoRA ({f[lora]:.2f}): here the "
+                    "learning rate mattered more than the method." if small < big else "."))
     q, l = results[qlora], results[lora]
     lines.append(f"- **QLoRA vs LoRA:** 4-bit weights cost the base model {q['knowledge_loss_before'] - l['knowledge_loss_before']:+.3f} "
                  f"on known text and {q['eval_loss_before'] - l['eval_loss_before']:+.3f} on the task's held-out "

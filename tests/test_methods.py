@@ -151,3 +151,13 @@ def test_4bit_layers_on_a_cpu_are_not_repacked_for_inference():
         model(**tokenizer("name: Nils", return_tensors="pt"))
     layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert layers and not any(getattr(m.weight.quant_state, "packing_format_for_cpu", False) for m in layers)
+
+
+def test_notebook_06_stops_with_directions_on_a_fully_fine_tuned_run(tmp_path):
+    from helpers.inference import check_adapter_run
+    from helpers.rundir import MissingArtifact
+
+    cfg = use_method(make_config("tiny"), "full")
+    with pytest.raises(MissingArtifact, match="python -m helpers chat --run-dir"):
+        check_adapter_run(cfg, RunDir(tmp_path))
+    check_adapter_run(make_config("tiny"), RunDir(tmp_path))  # a LoRA run goes on

@@ -104,8 +104,11 @@ def measure_method(trainer, cfg: RunConfig, test_rows: list[dict], texts: list[s
 
     from .evaluation import evaluate_answers
 
+    from .budget import estimate_training_memory
+
     model, tokenizer = trainer.model, trainer.processing_class
     on_gpu = torch.cuda.is_available()
+    estimate = estimate_training_memory(cfg, on_gpu=on_gpu)  # from the config alone, as 02 and section 2 do
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
     before = snapshot_weights(model)
@@ -119,6 +122,8 @@ def measure_method(trainer, cfg: RunConfig, test_rows: list[dict], texts: list[s
         "method": method_name(cfg), "learning_rate": cfg.train.learning_rate, "steps": trainer.state.global_step,
         "trainable": model.num_parameters(only_trainable=True), "total": model.num_parameters(),
         **training_state_bytes(trainer),
+        "optimizer_state_estimate_mib": estimate.parts["optimizer state"] * 1024,
+        "peak_estimate_gib": estimate.tensors_gib,
         "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30 if on_gpu else None,
         "train_seconds": seconds,
         "eval_loss_before": eval_before, "eval_loss_after": trainer.evaluate()["eval_loss"],
@@ -140,8 +145,9 @@ def methods_table(results: dict[str, dict]) -> list[dict]:
     for name, r in results.items():
         rows.append({
             "run": name, "trainable": f"{r['trainable']:,} of {r['total']:,} ({r['trainable'] / r['total']:.0%})",
-            "optimizer state MiB": round(r["optimizer_state_mib"], 2),
-            **({"peak GPU GiB": round(r["peak_gpu_gib"], 2)} if r["peak_gpu_gib"] is not None else {}),
+            "optimizer state MiB (estimate)": f"{r['optimizer_state_mib']:.2f} ({r['optimizer_state_estimate_mib']:.2f})",
+            **({"peak GPU GiB (estimate)": f"{r['peak_gpu_gib']:.2f} ({r['peak_estimate_gib']:.2f})"}
+               if r["peak_gpu_gib"] is not None else {}),
             "seconds": round(r["train_seconds"], 1),
             "eval loss": f"{r['eval_loss_before']:.2f} -> {r['eval_loss_after']:.3f}",
             "exact match": round(r["exact_match"], 2),

@@ -249,11 +249,6 @@ def check_method(cfg: RunConfig) -> None:
                           "use_method(cfg, 'qlora') (sets '4bit') or use_method(cfg, 'lora')")
 
 
-def adapted(cfg: RunConfig) -> bool:
-    """True when training attaches LoRA adapters (LoRA and QLoRA), False when it updates every weight."""
-    return cfg.method != "full"
-
-
 def method_name(cfg: RunConfig) -> str:
     """What the run really does: 'full', or 'qlora' whenever the adapters sit on 4-bit weights."""
     return "full" if cfg.method == "full" else ("qlora" if cfg.model.quantization == "4bit" else "lora")

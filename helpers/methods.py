@@ -73,16 +73,15 @@ def _base_name(name: str) -> str:
 
 
 def training_state_bytes(trainer) -> dict:
-    """What the optimizer works on, measured from the tensors after training: trainable weights, their gradients'
-    size (the same), and AdamW's state (two averages per trainable weight)."""
+    """What the optimizer works on, measured from the tensors after training: the trainable weights (their gradients
+    take the same again) and AdamW's state (two averages per trainable weight)."""
     import torch
 
     params = [p for p in trainer.model.parameters() if p.requires_grad]
     weights = sum(p.numel() * p.element_size() for p in params)
     optimizer = sum(v.numel() * v.element_size() for state in trainer.optimizer.state.values()
                     for v in state.values() if torch.is_tensor(v) and v.dim() > 0)
-    return {"trainable_weights_mib": weights / 2**20, "gradients_mib": weights / 2**20,
-            "optimizer_state_mib": optimizer / 2**20}
+    return {"trainable_weights_mib": weights / 2**20, "optimizer_state_mib": optimizer / 2**20}
 
 
 def method_trainer(cfg: RunConfig, scratch: RunDir, splits):

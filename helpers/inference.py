@@ -3,6 +3,8 @@ push to the Hub. Introduced in 06_inference."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from .config import RunConfig
 from .rundir import RunDir
 
@@ -24,16 +26,22 @@ def load_finetuned(cfg: RunConfig, run: RunDir):
     return model, tokenizer
 
 
-def check_adapter_run(cfg: RunConfig, run: RunDir) -> None:
-    """06 teaches the adapter (PeftModel, disable_adapter, merging): stop, with where to go, on a fully fine-tuned run."""
-    if cfg.method == "full":
-        from .rundir import MissingArtifact
+@contextmanager
+def base_model_of(model, cfg: RunConfig):
+    """The model before fine-tuning, for a comparison (06). On a peft model that is `model.disable_adapter()`: the
+    same weights with LoRA switched off. Full fine-tuning changed the weights themselves, so the base model is loaded
+    again, as in 02, and freed afterwards."""
+    if hasattr(model, "disable_adapter"):
+        with model.disable_adapter():
+            yield model
+        return
+    from .model import load_model_and_tokenizer
 
-        raise MissingArtifact(f"{run.path} was fully fine-tuned (cfg.method = 'full'): it has no LoRA adapter, and "
-                              "this notebook is about the adapter. Its whole model is in "
-                              f"{run.model_dir}: talk to it with `python -m helpers chat --run-dir {run.path}`, or "
-                              "load it with AutoModelForCausalLM.from_pretrained; for this notebook, use a LoRA or "
-                              "QLoRA run (COURSE_RUN_DIR=<its folder>).")
+    base, _ = load_model_and_tokenizer(cfg)
+    try:
+        yield base.eval()
+    finally:
+        del base
 
 
 def load_full_model(cfg: RunConfig, folder):

@@ -153,11 +153,23 @@ def test_4bit_layers_on_a_cpu_are_not_repacked_for_inference():
     assert layers and not any(getattr(m.weight.quant_state, "packing_format_for_cpu", False) for m in layers)
 
 
-def test_notebook_06_stops_with_directions_on_a_fully_fine_tuned_run(tmp_path):
-    from helpers.inference import check_adapter_run
-    from helpers.rundir import MissingArtifact
+@pytest.mark.slow
+def test_notebooks_05_and_06_run_on_a_fully_fine_tuned_run(tmp_path):
+    import nbformat
 
-    cfg = use_method(make_config("tiny"), "full")
-    with pytest.raises(MissingArtifact, match="python -m helpers chat --run-dir"):
-        check_adapter_run(cfg, RunDir(tmp_path))
-    check_adapter_run(make_config("tiny"), RunDir(tmp_path))  # a LoRA run goes on
+    from helpers.course import execute_notebook
+    from helpers.paths import NOTEBOOKS_DIR
+
+    run_dir = tmp_path / "full"
+    proc = subprocess.run([sys.executable, "-m", "helpers", "train", "--run-dir", str(run_dir), "--profile", "tiny",
+                           "--method", "full", "--learning-rate", "1e-3"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("05_evaluation", "06_inference"):
+        out = tmp_path / f"{name}.ipynb"
+        execute_notebook(NOTEBOOKS_DIR / f"{name}.ipynb", out, {"COURSE_RUN_DIR": str(run_dir), "COURSE_PROFILE": "tiny"},
+                         timeout=900)
+        text = "".join(o.get("text", "") for c in nbformat.read(out, as_version=4).cells for o in c.get("outputs", []))
+        assert "No trained" not in text, f"{name} trained again instead of using the saved model"
+    assert "The lesson held" in (tmp_path / "05_evaluation.ipynb").read_text()  # 05's own assertions passed
+    assert "every weight fine-tuned" in text and "largest logit difference: 0.00e+00" in text  # 06: nothing merged
+    assert not RunDir(run_dir).merged_dir.exists() and not RunDir(run_dir).adapter_dir.exists()

@@ -12,6 +12,12 @@ Writes two things, both original to this course (licence: the project's own, see
   field. Validation and test use names that never occur in training (so both the eval loss and the test score see
   a model that memorised names), and a third of the test rows use phrasings that training never shows; each test
   row says which in its `group` field, so the test measures generalisation rather than memory, in two parts.
+- `data/preferences/{train,test}.jsonl`: preference pairs for DPO (400 / 40), in TRL's conversational form
+  (`prompt`, `chosen`, `rejected`, each a list of messages). The same task, with a preference SFT never taught:
+  write the time line only when the message gives a time. Half the messages name no time; there the chosen answer
+  stops after the city and the rejected one invents a time. The other half give a time; there the chosen answer
+  has it and the rejected one leaves it out, so that the model learns the distinction rather than to drop the
+  time everywhere. Each pair says which in its `group`; the test pairs use names training never shows.
 
 Running the script twice gives byte-identical files (fixed seeds); a test checks that the shipped files match.
 """
@@ -91,6 +97,43 @@ def make_meetings(n_train: int = 432, n_validation: int = 48, n_test: int = 60) 
     test += [make_example(rng, NAMES_TEST, TEMPLATES_TEST_ONLY, "unseen phrasing") for _ in range(n_unseen)]
     rng.shuffle(test)
     return {"train": train, "validation": validation, "test": test}
+
+
+# Meeting requests that name no time: the preference data's other half (the meetings data always names one).
+TEMPLATES_NO_TIME = [
+    "Hi, this is {name}. Could we meet in {city} sometime?",
+    "{name} here. Are you free in {city} this week?",
+    "Hello! {name} would like to book a table in {city}.",
+    "Quick note from {name}: let's talk in {city} soon.",
+    "It's {name}. {city} works best for me.",
+    "Reminder from {name}: our catch-up is in {city}.",
+    "Dear team, {name} asks to move the review to {city}.",
+    "{name} would love to grab coffee in {city} one day.",
+]
+
+
+def make_pair(rng: random.Random, names: list[str], group: str) -> dict:
+    """One preference pair: the answer with the time line exactly when the message has a time, against the other."""
+    fields = {"name": rng.choice(names), "city": rng.choice(CITIES_ALL), "time": rng.choice(TIMES)}
+    full = "\n".join(f"{k}: {v}" for k, v in fields.items())
+    short = full.rsplit("\n", 1)[0]  # name and city only
+    if group == "no time given":
+        message, chosen, rejected = rng.choice(TEMPLATES_NO_TIME).format(**fields), short, full
+    else:
+        message, chosen, rejected = rng.choice(TEMPLATES_TRAIN).format(**fields), full, short
+    return {"prompt": [{"role": "user", "content": f"{INSTRUCTION}\n\nMessage: {message}"}],
+            "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}], "group": group}
+
+
+def make_preferences(n_train: int = 400, n_test: int = 40) -> dict[str, list[dict]]:
+    """Pairs for 08's DPO: half without a time, half with one; test pairs with the names training never shows."""
+    rng = random.Random(SEED + 2)
+    groups = ("no time given", "time given")
+    train = [make_pair(rng, NAMES_TRAIN, groups[i % 2]) for i in range(n_train)]
+    test = [make_pair(rng, NAMES_TEST, groups[i % 2]) for i in range(n_test)]
+    rng.shuffle(train)
+    return {"train": train, "test": test}
 
 
 # --- the pretraining corpus -------------------------------------------------------------------------------
@@ -187,7 +230,10 @@ def main() -> None:
     (DATA_DIR / "corpus.txt").write_text(make_corpus(), encoding="utf-8", newline="\n")
     for split, rows in make_meetings().items():
         write_jsonl(DATA_DIR / "meetings" / f"{split}.jsonl", rows)
-    print(f"wrote {DATA_DIR / 'corpus.txt'} and {DATA_DIR / 'meetings'}/{{train,validation,test}}.jsonl")
+    for split, rows in make_preferences().items():
+        write_jsonl(DATA_DIR / "preferences" / f"{split}.jsonl", rows)
+    print(f"wrote {DATA_DIR / 'corpus.txt'}, {DATA_DIR / 'meetings'}/{{train,validation,test}}.jsonl and "
+          f"{DATA_DIR / 'preferences'}/{{train,test}}.jsonl")
 
 
 if __name__ == "__main__":

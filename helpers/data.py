@@ -3,6 +3,8 @@
 The course's internal form is the chat form TRL understands: one `messages` list per row, each message a dict with
 `role` ("system", "user" or "assistant") and `content` (text), ending with the assistant's reply. `formats.py`
 reads and checks every supported file format and converts it to this form; this module takes it from there.
+Preference pairs (for DPO) are read by `read_preference_dataset` as TRL's rows {"prompt", "chosen", "rejected"}, each a
+list of messages; the SFT loaders refuse them, and `read_preference_dataset` refuses SFT data, each in one line.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import unicodedata
 from pathlib import Path
 
 from .config import RunConfig
-from .formats import EXTENSIONS, GROUP_FIELD, DataError, ValidationReport, validate_file, validate_records
+from .formats import (EXTENSIONS, FIELDS, GROUP_FIELD, MESSAGE_FIELDS, DataError, ValidationReport, _n, reply_text,
+                      validate_file, validate_records)
 from .paths import REPO_ROOT
 from .rundir import RunDir
 
@@ -65,9 +68,39 @@ def dataset_reports(source: str, fmt: str | None = None,
 def read_dataset(source: str, fmt: str | None = None, mapping: dict | str | None = None) -> dict[str, ValidationReport]:
     """Every split of a dataset, read, checked and converted (see `dataset_reports`).
 
-    Raises one DataError listing every problem in every split (FILE:N: what is wrong, and how to fix it).
+    Raises one DataError listing every problem in every split (FILE:N: what is wrong, and how to fix it), or, for
+    preference pairs, one line saying that they are data for preference tuning.
     """
     reports = dataset_reports(source, fmt, mapping)
+    pairs = next((r for r in reports.values() if r.kind == "preference"), None)
+    if pairs:  # before the problems: a pair file is the wrong data for SFT, however well formed
+        layout = "/".join(f for f in FIELDS[pairs.format] if f != "system")
+        raise DataError(f"{pairs.source} holds {_n(pairs.records, 'preference pair')} ({layout}): that is data for "
+                        "preference tuning (notebook 08, python -m helpers dpo); supervised fine-tuning needs "
+                        "demonstrations (one reply per prompt). To fine-tune on the chosen replies, convert each pair "
+                        'to {"messages": prompt + chosen}.')
+    return _raise_problems(reports)
+
+
+def read_preference_dataset(source: str, fmt: str | None = None,
+                            mapping: dict | str | None = None) -> dict[str, ValidationReport]:
+    """Every split of a preference dataset (a folder of split files, one file, or a Hub id), read and checked: rows
+    {"prompt", "chosen", "rejected"}, each a list of messages (see `formats.to_pair`).
+
+    Raises one DataError listing every problem, or one line when the data holds SFT examples instead of pairs.
+    """
+    reports = dataset_reports(source, fmt, mapping)
+    sft = next((r for r in reports.values() if r.format and r.kind == "sft"), None)
+    if sft:
+        raise DataError(f"{sft.source} holds {_n(sft.records, 'SFT example')} (format '{sft.format}'), not preference "
+                        "pairs: DPO needs a prompt with a chosen and a rejected reply per record "
+                        '({"prompt", "chosen", "rejected"}); train on this file with notebook 04 or '
+                        "python -m helpers train")
+    return _raise_problems(reports)
+
+
+def _raise_problems(reports: dict[str, ValidationReport]) -> dict[str, ValidationReport]:
+    """The reports, if every split is valid; else one DataError listing every problem in every split."""
     problems = [p for r in reports.values() if not r.ok for p in r.problem_text().splitlines()]
     if problems:
         raise DataError("\n".join(problems))
@@ -108,12 +141,24 @@ def clean_text(text: str) -> str:
 
 
 def normalized_key(row: dict) -> str:
-    """A row's text with case, accents' encoding, punctuation and spacing ignored: near-duplicates share it."""
-    parts = []
-    for m in row["messages"]:
-        text = unicodedata.normalize("NFKC", m["content"]).casefold()
-        parts.append(m["role"] + ":" + " ".join(re.sub(r"[\W_]+", " ", text).split()))
-    return "|".join(parts)
+    """A row's text with case, accents' encoding, punctuation and spacing ignored: near-duplicates share it.
+
+    A pair's prompt, chosen and rejected are kept apart (||), so moving a message from one to another is a change.
+    """
+    fields = []
+    for name in (f for f in MESSAGE_FIELDS if f in row):
+        parts = []
+        for m in row[name]:
+            text = unicodedata.normalize("NFKC", m["content"]).casefold()
+            parts.append(m["role"] + ":" + " ".join(re.sub(r"[\W_]+", " ", text).split()))
+        fields.append("|".join(parts))
+    return "||".join(fields)
+
+
+def _tidy(row: dict) -> dict:
+    """The row with `clean_text` applied to every message (an SFT row's or a pair's); other fields as they are."""
+    return {k: [{"role": m["role"], "content": clean_text(m["content"])} for m in v] if k in MESSAGE_FIELDS else v
+            for k, v in row.items()}
 
 
 def clean_splits(reports: dict[str, ValidationReport], tokenizer=None,
@@ -136,8 +181,7 @@ def clean_splits(reports: dict[str, ValidationReport], tokenizer=None,
         lengths = token_lengths(report.rows, tokenizer) if tokenizer is not None and max_length else None
         exact, near, kept = set(), set(), []
         for i, (n, row) in enumerate(zip(report.locations, report.rows)):
-            tidy = {"messages": [{"role": m["role"], "content": clean_text(m["content"])} for m in row["messages"]],
-                    **{k: v for k, v in row.items() if k == GROUP_FIELD}}
+            tidy = _tidy(row)
             c["whitespace_fixed"] += tidy != row
             key, nkey = json.dumps(tidy, ensure_ascii=False), normalized_key(tidy)
             reason = ("exact_duplicates" if key in exact else "near_duplicates" if nkey in near
@@ -147,7 +191,7 @@ def clean_splits(reports: dict[str, ValidationReport], tokenizer=None,
             if reason:
                 c[reason] += 1
                 removed.append({"split": split, report.unit: n, "reason": reason.replace("_", " "),
-                                "text": tidy["messages"][-1]["content"][:80]})
+                                "text": reply_text(tidy)[:80]})
             else:
                 kept.append(tidy)
         if split != "train":
@@ -254,7 +298,8 @@ def to_sft_format(ds, tokenizer):
 
 
 def token_lengths(rows: list[dict], tokenizer) -> list[int]:
-    """Tokens per example after the chat template: what max_length is compared with.
+    """Tokens per example after the chat template: what max_length is compared with (for a preference pair, the
+    prompt with the longer of its two replies).
 
     Counting a long example makes transformers warn "Token indices sequence length is longer than the specified
     maximum ... will result in indexing errors": nothing is fed to the model here, and the examples longer than
@@ -265,10 +310,17 @@ def token_lengths(rows: list[dict], tokenizer) -> list[int]:
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        return [len(tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"])
-                for r in rows]
+        return [max(len(tokenizer.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"])
+                    for c in _conversations(r)) for r in rows]
     finally:
         hf_logging.set_verbosity(level)
+
+
+def _conversations(row: dict) -> list[list[dict]]:
+    """The whole conversations a row stands for: one for an SFT row, prompt + each reply for a pair."""
+    if "messages" in row:
+        return [row["messages"]]
+    return [row["prompt"] + row["chosen"], row["prompt"] + row["rejected"]]
 
 
 def loss_mask_tokens(tokenizer, messages: list[dict]) -> list[tuple[str, bool]]:

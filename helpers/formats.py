@@ -10,6 +10,15 @@ Record formats, detected from the field names (or named with `fmt=` / `--format`
     prompt_completion  {"prompt", "completion"}  (text, or lists of messages)                 TRL's own
     text               {"text"}                                                               raw text
 
+Preference pairs, for preference tuning (DPO), not for supervised fine-tuning:
+
+    preference           {"prompt", "chosen", "rejected"}  (text, or lists of messages)           TRL's own
+                         {"chosen", "rejected"}  (two conversations sharing the prompt)           TRL's implicit prompt
+    sharegpt_preference  {"conversations", "chosen": {"from", "value"}, "rejected": {...}}        ShareGPT style
+
+SFT records become `{"messages": [...]}`; a pair becomes TRL's explicit-prompt conversational row
+`{"prompt": [messages], "chosen": [assistant messages], "rejected": [assistant messages]}`.
+
 Files: `.jsonl` (one record per line), `.json` (an array of records), `.csv` (a header row), `.parquet`.
 Problems are reported as `FILE:N: what is wrong, and how to fix it`, where N is the 1-based line of a JSONL or
 CSV file and the 1-based record of a JSON array or Parquet file. Nothing here ever modifies the input file.
@@ -21,19 +30,28 @@ import csv
 import difflib
 import io
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROLES = ("system", "user", "assistant")
-FORMATS = ("instruction", "chat", "sharegpt", "prompt_completion", "text")
-# The field that identifies each format, and the fields it may have.
-SIGNATURE = {"messages": "chat", "conversations": "sharegpt", "instruction": "instruction", "prompt": "prompt_completion",
-             "text": "text"}
+PAIR_FORMATS = ("preference", "sharegpt_preference")
+FORMATS = ("instruction", "chat", "sharegpt", "prompt_completion", "text", *PAIR_FORMATS)
+# The fields that identify each format, checked in order: a pair also has a prompt or conversations, so it comes first
+# (and either of chosen / rejected is enough, so that a pair missing one is told so, not misread as another format).
+SIGNATURE = {("conversations", "chosen"): "sharegpt_preference", ("conversations", "rejected"): "sharegpt_preference",
+             ("chosen",): "preference", ("rejected",): "preference", ("messages",): "chat",
+             ("conversations",): "sharegpt", ("instruction",): "instruction", ("prompt",): "prompt_completion",
+             ("text",): "text"}
+# The fields each format may have, and those it needs ('preference' without a prompt is TRL's implicit-prompt form).
 FIELDS = {"instruction": ("instruction", "input", "output", "system"), "chat": ("messages",),
-          "sharegpt": ("conversations", "system"), "prompt_completion": ("prompt", "completion"), "text": ("text",)}
+          "sharegpt": ("conversations", "system"), "prompt_completion": ("prompt", "completion"), "text": ("text",),
+          "preference": ("prompt", "chosen", "rejected"),
+          "sharegpt_preference": ("conversations", "system", "chosen", "rejected")}
 REQUIRED = {"instruction": ("instruction", "output"), "chat": ("messages",), "sharegpt": ("conversations",),
-            "prompt_completion": ("prompt", "completion"), "text": ("text",)}
+            "prompt_completion": ("prompt", "completion"), "text": ("text",), "preference": ("chosen", "rejected"),
+            "sharegpt_preference": ("conversations", "chosen", "rejected")}
 # Names other datasets use for our fields: used to suggest a --map, never applied silently.
 SYNONYMS = {"question": "instruction", "query": "instruction", "task": "instruction", "context": "input",
             "answer": "output", "response": "output", "target": "output", "reply": "output", "label": "output",
@@ -59,16 +77,26 @@ class ValidationReport:
 
     source: str
     format: str | None = None
-    rows: list[dict] = field(default_factory=list)  # chat-form rows, only when there are no problems
+    rows: list[dict] = field(default_factory=list)  # chat-form rows or pairs, only when there are no problems
     locations: list[int] = field(default_factory=list)  # the line / record number of each row in the source
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     empty: list[int] = field(default_factory=list)  # records with every field blank: skipped, nothing lost
     unit: str = "line"
+    records: int = 0  # non-empty records read, valid or not
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def kind(self) -> str:
+        """"preference" for preference pairs (DPO data), "sft" for demonstrations (or a format not yet known)."""
+        return "preference" if self.format in PAIR_FORMATS else "sft"
+
+    @property
+    def noun(self) -> str:
+        return "preference pair" if self.kind == "preference" else "example"
 
     def problem_text(self) -> str:
         shown = self.problems[:MAX_PROBLEMS]
@@ -78,7 +106,7 @@ class ValidationReport:
     def summary(self) -> str:
         if not self.ok:
             return f"{self.source}: {_n(len(self.problems), 'problem')}\n{self.problem_text()}"
-        lines = [f"{self.source}: {_n(len(self.rows), 'example')}, format '{self.format}', valid"]
+        lines = [f"{self.source}: {_n(len(self.rows), self.noun)}, format '{self.format}', valid"]
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
@@ -230,8 +258,8 @@ def _capped(problems: list[str]) -> str:
 def detect_format(record) -> str | None:
     """The format a record is written in, from its field names; None if no known field is present."""
     if isinstance(record, dict):
-        for key, fmt in SIGNATURE.items():
-            if key in record:
+        for keys, fmt in SIGNATURE.items():
+            if all(k in record for k in keys):
                 return fmt
     return None
 
@@ -257,7 +285,8 @@ def _text(value, name: str) -> tuple[str | None, str | None]:
 
 
 def _check_messages(msgs, name: str = "'messages'", role_key: str = "role", text_key: str = "content",
-                    role_map: dict | None = None, needs_reply: bool = True) -> tuple[list[dict], list[str]]:
+                    role_map: dict | None = None, needs_reply: bool = True,
+                    sharegpt: str = "sharegpt") -> tuple[list[dict], list[str]]:
     if isinstance(msgs, str):
         return [], [f"{name} is a string, but it must be a list of {{{role_key!r}: ..., {text_key!r}: ...}} objects "
                     "(was it JSON-encoded twice?)"]
@@ -271,7 +300,7 @@ def _check_messages(msgs, name: str = "'messages'", role_key: str = "role", text
             continue
         role = m.get(role_key)
         if role not in allowed:
-            hint = " (this is ShareGPT style: use --format sharegpt)" if "from" in m and role_key == "role" else ""
+            hint = f" (this is ShareGPT style: use --format {sharegpt})" if "from" in m and role_key == "role" else ""
             problems.append(f"message {i} has {role_key} {role!r}; use one of {', '.join(allowed)}{hint}")
             continue
         content, wrong = _text(m.get(text_key), f"message {i} ({role}) {text_key}")
@@ -294,12 +323,33 @@ def _check_messages(msgs, name: str = "'messages'", role_key: str = "role", text
     return out, problems
 
 
-def to_messages(record: dict, fmt: str) -> tuple[list[dict], list[str]]:
-    """One record in format `fmt` as chat messages, and what is wrong with it (an empty list when nothing is)."""
+def to_row(record: dict, fmt: str) -> tuple[dict, list[str]]:
+    """One record as the row the course keeps: {"messages"} for SFT formats, {"prompt", "chosen", "rejected"} for
+    pairs; and what is wrong with it (an empty list when nothing is)."""
+    if fmt in PAIR_FORMATS:
+        return to_pair(record, fmt)
+    msgs, problems = to_messages(record, fmt)
+    return {"messages": msgs}, problems
+
+
+def _missing_fields(record: dict, fmt: str) -> str | None:
     missing = [f for f in REQUIRED[fmt] if f not in record]
+    if not missing:
+        return None
+    said = f"missing field {', '.join(repr(m) for m in missing)} (the {fmt!r} format needs {', '.join(REQUIRED[fmt])})"
+    if fmt in PAIR_FORMATS and set(missing) & {"chosen", "rejected"}:
+        said += ("; a pair needs the better reply as 'chosen' and the worse as 'rejected': add it, or drop the "
+                 "record")
+    return said
+
+
+def to_messages(record: dict, fmt: str) -> tuple[list[dict], list[str]]:
+    """One record in an SFT format as chat messages, and what is wrong with it (an empty list when nothing is)."""
+    if fmt in PAIR_FORMATS:
+        raise ValueError(f"{fmt!r} holds preference pairs, not one conversation; use to_pair")
+    missing = _missing_fields(record, fmt)
     if missing:
-        return [], [f"missing field {', '.join(repr(m) for m in missing)} (the {fmt!r} format needs "
-                     f"{', '.join(REQUIRED[fmt])})"]
+        return [], [missing]
     if fmt == "chat":
         return _check_messages(record["messages"])
     if fmt == "sharegpt":
@@ -341,6 +391,177 @@ def _with_system(record: dict, msgs: list[dict], problems: list[str]) -> tuple[l
     return ([], [wrong]) if wrong else ([{"role": "system", "content": text}] + msgs, [])
 
 
+# --- preference pairs ------------------------------------------------------------------------------------------
+# Every list of messages a row can hold: an SFT row's `messages`, a pair's three.
+MESSAGE_FIELDS = ("messages", "prompt", "chosen", "rejected")
+NO_PROMPT = ("'chosen' and 'rejected' are text, but there is no 'prompt': add a 'prompt' field with what both replies "
+             "answer (or rename yours with --map old=prompt), or write 'chosen' and 'rejected' as whole conversations "
+             "(lists of messages) that share the prompt")
+
+
+def to_pair(record: dict, fmt: str = "preference") -> tuple[dict, list[str]]:
+    """One preference record as TRL's explicit-prompt conversational row {"prompt", "chosen", "rejected"} (each a
+    list of messages), and what is wrong with it (an empty list when nothing is)."""
+    missing = _missing_fields(record, fmt)
+    if missing:
+        return {}, [missing]
+    if fmt == "sharegpt_preference":
+        parts, problems = _sharegpt_pair(record)
+    else:
+        parts, problems = _explicit_pair(record) if "prompt" in record else _implicit_pair(record)
+    if problems:
+        return {}, problems
+    prompt, chosen, rejected = parts
+    prompt_name = "'conversations'" if fmt == "sharegpt_preference" else "'prompt'"
+    problems = _pair_problems(prompt, chosen, rejected, prompt_name)
+    return ({} if problems else {"prompt": prompt, "chosen": chosen, "rejected": rejected}), problems
+
+
+def _pair_problems(prompt: list[dict], chosen: list[dict], rejected: list[dict], prompt_name: str) -> list[str]:
+    """What every form of pair must satisfy once its parts are valid messages."""
+    problems = []
+    if prompt[-1]["role"] == "assistant":
+        problems.append(f"{prompt_name} ends with an assistant message, but the prompt is the conversation up to the "
+                        "reply being judged: end it with the user's turn (move that reply into 'chosen' and "
+                        "'rejected', or drop it)")
+    if [(m["role"], m["content"].strip()) for m in chosen] == [(m["role"], m["content"].strip()) for m in rejected]:
+        problems.append("'chosen' and 'rejected' are the same reply: an identical pair teaches the model nothing; "
+                        "make 'rejected' the worse reply, or drop the record")
+    return problems
+
+
+def _named_messages(value, name: str, role_key: str = "role", text_key: str = "content", role_map: dict | None = None,
+                    reply: bool = True) -> tuple[list[dict], list[str]]:
+    """`_check_messages` for one part of a pair: each problem names the part; a reply must end with the assistant."""
+    msgs, problems = _check_messages(value, name, role_key, text_key, role_map, needs_reply=False,
+                                     sharegpt="sharegpt_preference")
+    problems = [p if p.startswith(name) else f"{name}: {p}" for p in problems]
+    if reply and not problems and msgs[-1]["role"] != "assistant":
+        problems.append(f"{name} must end with an assistant message, the reply being judged; its last message is "
+                        f"from the {msgs[-1]['role']}")
+    return msgs, problems
+
+
+def _mixed(values: dict) -> str | None:
+    """A record that writes some parts as text and others as message lists (TRL takes one or the other)."""
+    lists = [n for n, v in values.items() if isinstance(v, list)]
+    texts = [n for n, v in values.items() if isinstance(v, str)]
+    if not (lists and texts):
+        return None
+    fix = ("write all three as text, or all three as lists of {'role', 'content'} messages" if "prompt" in values
+           else "write both as whole conversations, lists of {'role', 'content'} messages")
+    return (f"{_names(lists)} {'is a list' if len(lists) == 1 else 'are lists'} of messages, but {_names(texts)} "
+            f"{'is' if len(texts) == 1 else 'are'} text; {fix}")
+
+
+def _names(names: list[str]) -> str:
+    quoted = [repr(n) for n in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
+def _explicit_pair(record: dict) -> tuple[tuple | None, list[str]]:
+    """TRL's explicit prompt: three texts, or three lists of messages."""
+    values = {name: record[name] for name in FIELDS["preference"]}
+    mixed = _mixed(values)
+    if mixed:
+        return None, [mixed]
+    if not any(isinstance(v, list) for v in values.values()):  # TRL's standard (text) form
+        texts = [_text(v, f"'{name}'") for name, v in values.items()]
+        problems = [w for _, w in texts if w]
+        (p, _), (c, _), (r, _) = texts
+        parts = ([{"role": "user", "content": p}], [{"role": "assistant", "content": c}],
+                 [{"role": "assistant", "content": r}])
+        return (None, problems) if problems else (parts, [])
+    prompt, p1 = _named_messages(values["prompt"], "'prompt'", reply=False)
+    chosen, p2 = _named_messages(values["chosen"], "'chosen'")
+    rejected, p3 = _named_messages(values["rejected"], "'rejected'")
+    if p1 or p2 or p3:
+        return None, p1 + p2 + p3
+    # A common slip: whole conversations in chosen / rejected beside a prompt, so the prompt would come twice.
+    repeat = [n for n, msgs in (("chosen", chosen), ("rejected", rejected)) if msgs[:len(prompt)] == prompt]
+    if repeat:
+        return None, [f"{_names(repeat)} {'repeats' if len(repeat) == 1 else 'repeat'} the prompt before the reply; "
+                      "beside a 'prompt' field, 'chosen' and 'rejected' hold only the reply: drop the prompt's "
+                      "messages from them (or drop 'prompt': TRL's implicit-prompt form)"]
+    return (prompt, chosen, rejected), []
+
+
+def _implicit_pair(record: dict) -> tuple[tuple | None, list[str]]:
+    """TRL's implicit prompt: two whole conversations, the same up to the final assistant reply."""
+    chosen, rejected = record["chosen"], record["rejected"]
+    if not isinstance(chosen, list) and not isinstance(rejected, list) and str in (type(chosen), type(rejected)):
+        return None, [NO_PROMPT]
+    mixed = _mixed({"chosen": chosen, "rejected": rejected})
+    if mixed:
+        return None, [mixed]
+    chosen, p1 = _named_messages(chosen, "'chosen'")
+    rejected, p2 = _named_messages(rejected, "'rejected'")
+    if p1 or p2:
+        return None, p1 + p2
+    kc, kr = _reply_start(chosen), _reply_start(rejected)
+    bare = [n for n, k in (("chosen", kc), ("rejected", kr)) if k == 0]
+    if bare:
+        return None, [f"{_names(bare)} {'holds' if len(bare) == 1 else 'hold'} only the assistant's reply, with no "
+                      "prompt before it: without a 'prompt' field, both are whole conversations that start with the "
+                      "same prompt (the user's turn); add it to both, or give it as a 'prompt' field"]
+    if chosen[:kc] != rejected[:kr]:
+        return None, [_prompt_difference(chosen[:kc], rejected[:kr])]
+    return (chosen[:kc], chosen[kc:], rejected[kr:]), []
+
+
+def _reply_start(msgs: list[dict]) -> int:
+    """Where the final assistant turn (the trailing assistant messages) begins."""
+    k = len(msgs)
+    while k and msgs[k - 1]["role"] == "assistant":
+        k -= 1
+    return k
+
+
+def _prompt_difference(a: list[dict], b: list[dict]) -> str:
+    """Where the prompts of an implicit-prompt pair part: the first message that differs, or their lengths."""
+    i = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+    if i is None:
+        where = f"'chosen' has {_n(len(a), 'message')} before its final reply and 'rejected' {len(b)}"
+    else:
+        x, y = a[i], b[i]
+        said = (f"the {x['role']}'s in 'chosen', the {y['role']}'s in 'rejected'" if x["role"] != y["role"]
+                else f"{x['role']}: {_excerpts(x['content'], y['content'])}")
+        where = f"they differ at message {i + 1} ({said})"
+    return ("without a 'prompt' field, 'chosen' and 'rejected' must share the prompt (every message before the "
+            f"final assistant reply), but {where}; make them the same up to the reply, or write the record as "
+            "'prompt', 'chosen' and 'rejected'")
+
+
+def _excerpts(a: str, b: str, k: int = 30) -> str:
+    """A few characters of each text from just before where they first differ: "'...ran late'" vs "'...ran early'"."""
+    start = max(0, len(os.path.commonprefix([a, b])) - 10)
+    cut = lambda t: ("..." if start else "") + t[start:start + k] + ("..." if len(t) > start + k else "")
+    return f"{cut(a)!r} vs {cut(b)!r}"
+
+
+def _sharegpt_pair(record: dict) -> tuple[tuple | None, list[str]]:
+    """The ShareGPT layout: `conversations` (and `system`) is the prompt; chosen / rejected one message each."""
+    prompt, problems = _named_messages(record["conversations"], "'conversations'", "from", "value", SHAREGPT_ROLES,
+                                       reply=False)
+    prompt, problems = _with_system(record, prompt, problems)
+    (chosen, p1), (rejected, p2) = (_sharegpt_reply(record[n], f"'{n}'") for n in ("chosen", "rejected"))
+    problems += p1 + p2
+    return (None, problems) if problems else ((prompt, chosen, rejected), [])
+
+
+def _sharegpt_reply(value, name: str) -> tuple[list[dict], list[str]]:
+    """One {"from": "gpt", "value": ...} object, or a list of them."""
+    if isinstance(value, str):
+        return [], [f"{name} is text, but in the ShareGPT layout it is one {{\"from\": \"gpt\", \"value\": ...}} "
+                    "object; write it so, or use the 'preference' format (prompt, chosen and rejected as text)"]
+    return _named_messages([value] if isinstance(value, dict) else value, name, "from", "value", SHAREGPT_ROLES)
+
+
+def reply_text(row: dict) -> str:
+    """The reply a converted row trains towards: its final assistant message, or a pair's chosen one."""
+    return (row["chosen"] if "chosen" in row else row["messages"])[-1]["content"]
+
+
 def _map_hint(keys: list[str]) -> str:
     """How to rename unknown fields: a suggested --map from common synonyms and near-misspellings."""
     known = sorted({f for fs in FIELDS.values() for f in fs})
@@ -368,6 +589,9 @@ def _schema_problem(records: list, fmt: str | None, header_at: str) -> str | Non
     if missing:
         return (f"{header_at} {columns}, but the {fmt or own!r} format needs {', '.join(REQUIRED[fmt or own])}: "
                 f"{', '.join(map(repr, missing))} missing; add it, or rename a column with --map old=new")
+    if (fmt or own) == "preference" and "prompt" not in keys and all(
+            isinstance(r["chosen"], str) for r in records if isinstance(r, dict) and not _is_blank(r)):
+        return f"{header_at} {columns}: {NO_PROMPT}"
     return None
 
 
@@ -406,6 +630,7 @@ def validate_records(records: list, where: str, locations: list[int] | None = No
     if fmt is None:
         fmt = max(formats, key=lambda f: len(detected[f])) if formats else None
     report.format = fmt
+    report.records = sum(len(ns) for ns in detected.values())
     for n, record in zip(locations, records):
         at = f"{where}:{n}:"
         if _is_blank(record):
@@ -425,14 +650,14 @@ def validate_records(records: list, where: str, locations: list[int] | None = No
                     "format: convert this record or move it to its own file")
             report.problems.append(f"{at} this record is in the {own!r} format, but {said}")
             continue
-        msgs, problems = to_messages(record, fmt)
+        row, problems = to_row(record, fmt)
         group = record.get(GROUP_FIELD)
         if group is not None and not (isinstance(group, str) and group.strip()):
             problems.append(f"'{GROUP_FIELD}' is {type(group).__name__}, but it labels the row for scoring apart: "
                             "give text, such as \"unseen phrasing\", or leave the field out")
         report.problems += [f"{at} {p}" for p in problems]
         if not problems:
-            report.rows.append({"messages": msgs, **({GROUP_FIELD: group.strip()} if group else {})})
+            report.rows.append({**row, **({GROUP_FIELD: group.strip()} if group else {})})
             report.locations.append(n)
     if not report.rows and not report.problems:
         report.problems.append(f"{where}: no examples; every record is empty")
@@ -444,34 +669,37 @@ def validate_records(records: list, where: str, locations: list[int] | None = No
 
 
 def dataset_warnings(report: ValidationReport, tokenizer=None, max_length: int | None = None) -> list[str]:
-    """Things that are allowed but worth a look: few examples, duplicates, very short replies, empty records,
-    and (given a tokenizer) examples longer than max_length."""
-    rows, where, unit = report.rows, report.source, report.unit
+    """Things that are allowed but worth a look: few examples (or pairs), duplicates, very short (chosen) replies,
+    empty records, and (given a tokenizer) examples longer than max_length (a pair: prompt + its longer reply)."""
+    rows, where, unit, noun = report.rows, report.source, report.unit, report.noun
+    pairs = report.kind == "preference"
     warnings = []
     held_out = re.search(r"(^|[/\\\[])(test|validation|valid|val|dev)(\.\w+|\])$", where)
     if len(rows) < MIN_EXAMPLES and not held_out:  # a small validation or test split is normal
-        warnings.append(f"only {_n(len(rows), 'example')}; fine-tuning usually needs at least {MIN_EXAMPLES} (hundreds "
-                        "are better) to learn a pattern rather than memorise a few answers")
+        warnings.append(f"only {_n(len(rows), noun)}; {'preference tuning' if pairs else 'fine-tuning'} usually "
+                        f"needs at least {MIN_EXAMPLES} (hundreds are better) to learn a pattern rather than memorise "
+                        "a few answers")
     if report.empty:
         warnings.append(f"{_n(len(report.empty), 'empty record')} skipped ({unit}s {_some(report.empty)})")
     seen, dupes = {}, []
     for n, row in zip(report.locations, rows):
-        key = json.dumps(row["messages"], ensure_ascii=False)
+        key = json.dumps({k: v for k, v in row.items() if k != GROUP_FIELD}, ensure_ascii=False)
         if key in seen:
             dupes.append(f"{n} = {seen[key]}")
         seen.setdefault(key, n)
     if dupes:
         warnings.append(f"{_n(len(dupes), 'exact duplicate')} ({unit}s {_some(dupes)}); cleaning removes them")
-    short = [n for n, row in zip(report.locations, rows) if len(row["messages"][-1]["content"].strip()) < SHORT_REPLY]
+    short = [n for n, row in zip(report.locations, rows) if len(reply_text(row).strip()) < SHORT_REPLY]
     if short:
-        warnings.append(f"{_n(len(short), 'reply')} shorter than {SHORT_REPLY} characters ({unit}s {_some(short)}); "
+        warnings.append(f"{_n(len(short), 'chosen reply' if pairs else 'reply')} shorter than {SHORT_REPLY} characters "
+                        f"({unit}s {_some(short)}); "
                         "check they are meant to be that short")
     if tokenizer is not None and max_length:
         from .data import token_lengths
 
         long = [(n, k) for n, k in zip(report.locations, token_lengths(rows, tokenizer)) if k > max_length]
         if long:
-            warnings.append(f"{_n(len(long), 'example')} longer than max_length={max_length} tokens (longest "
+            warnings.append(f"{_n(len(long), noun)} longer than max_length={max_length} tokens (longest "
                             f"{max(k for _, k in long)}, {unit}s {_some([n for n, _ in long])}): they would be "
                             "truncated, cutting off the answer; cleaning drops them, or raise max_length")
     return warnings

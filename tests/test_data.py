@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from helpers.data import (DataError, clean_splits, load_raw_splits, loss_mask_tokens, prepare_splits, read_hub_dataset,
-                          read_prepared, render_loss_mask, to_sft_format)
+                          read_preference_dataset, read_prepared, render_loss_mask, to_sft_format, token_lengths)
 from helpers.formats import validate_records
 from helpers.paths import DATA_DIR, REPO_ROOT
 
@@ -87,7 +87,8 @@ def test_hub_code_path_reads_and_checks_like_a_local_file(tmp_path):
     problems = read_hub_dataset(str(tmp_path))["train"].problems
     assert problems == [f"{tmp_path}[train]: every record has the fields 'question', 'answer'; none is a field the "
                         "course knows; rename them with --map question=instruction,answer=output (known fields: "
-                        "completion, conversations, input, instruction, messages, output, prompt, system, text)"]
+                        "chosen, completion, conversations, input, instruction, messages, output, prompt, rejected, "
+                        "system, text)"]
     reports = read_hub_dataset(str(tmp_path), mapping={"question": "instruction", "answer": "output"})
     assert reports["train"].rows[3]["messages"][1]["content"] == "6"
     (tmp_path / "test.jsonl").write_text(json.dumps({"question": "What is 1 + 1?", "answer": " "}) + "\n")
@@ -176,3 +177,75 @@ def test_loss_mask_covers_the_answer_and_end_of_turn_only(tiny_model_dir):
     # the same answer span when the template has no markers (prompt/completion masking)
     tok.chat_template = tok.chat_template.replace("{% generation %}", "").replace("{% endgeneration %}", "")
     assert "name: Ana" in render_loss_mask(loss_mask_tokens(tok, msgs)).split("[[")[1]
+
+
+# --- preference pairs ---------------------------------------------------------------------------------------------
+def _write_pairs(path, n, bad_line=None):
+    rows = [{"prompt": f"Name colour {i}.", "chosen": f"Blue {i}.", "rejected": "I don't know."} for i in range(n)]
+    if bad_line:
+        rows[bad_line - 1] = {"prompt": "Oops.", "chosen": "Same.", "rejected": "Same."}
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_the_sft_loaders_refuse_preference_pairs_in_one_line(tmp_path, tiny_run):
+    path = _write_pairs(tmp_path / "train.jsonl", 300, bad_line=7)  # refused as pairs, before its problems
+    expected = (f"{path} holds 300 preference pairs (prompt/chosen/rejected): that is data for preference tuning "
+                "(notebook 08, python -m helpers dpo); supervised fine-tuning needs demonstrations (one reply per "
+                'prompt). To fine-tune on the chosen replies, convert each pair to {"messages": prompt + chosen}.')
+    for source in (str(tmp_path), str(path)):
+        with pytest.raises(DataError) as e:
+            load_raw_splits(source)
+        assert str(e.value) == expected
+    cfg, run = tiny_run
+    cfg.data.dataset = str(path)
+    with pytest.raises(DataError, match="holds 300 preference pairs"):
+        prepare_splits(cfg, run)
+
+
+def test_read_preference_dataset_reads_a_folder_of_pair_splits(tmp_path):
+    _write_pairs(tmp_path / "train.jsonl", 60)
+    (tmp_path / "test.csv").write_text('prompt,chosen,rejected\n"Name a tree.",Oak.,"A car, red."\n')
+    reports = read_preference_dataset(str(tmp_path))
+    assert list(reports) == ["train", "test"] and all(r.kind == "preference" for r in reports.values())
+    assert reports["test"].rows == [{"prompt": [{"role": "user", "content": "Name a tree."}],
+                                     "chosen": [{"role": "assistant", "content": "Oak."}],
+                                     "rejected": [{"role": "assistant", "content": "A car, red."}]}]
+    _write_pairs(tmp_path / "train.jsonl", 60, bad_line=7)
+    with pytest.raises(DataError, match=r"train.jsonl:7: 'chosen' and 'rejected' are the same reply"):
+        read_preference_dataset(str(tmp_path))
+
+
+def test_read_preference_dataset_refuses_sft_examples_in_one_line():
+    with pytest.raises(DataError) as e:
+        read_preference_dataset("data/meetings")
+    assert str(e.value) == ("data/meetings/train.jsonl holds 432 SFT examples (format 'chat'), not preference pairs: "
+                            "DPO needs a prompt with a chosen and a rejected reply per record "
+                            '({"prompt", "chosen", "rejected"}); train on this file with notebook 04 or '
+                            "python -m helpers train")
+
+
+def test_cleaning_pairs_tidies_dedupes_and_drops_leaks():
+    pair = lambda p, c, r: {"prompt": p, "chosen": c, "rejected": r}
+    train = validate_records([pair("Name a colour.", "Blue.  ", "Car."), pair("Name a colour.", "Blue.", "Car."),
+                              pair("name a COLOUR", "blue", "car"), pair("Name a fruit.", "Pear.", "Carrot."),
+                              pair("Name a colour.", "Car.", "Blue."),  # swapped replies: a different pair
+                              pair("Name a tree.", "Oak.", "Rock.")], "train.jsonl")
+    test = validate_records([pair("Name a FRUIT!", "pear", "carrot")], "test.jsonl")
+    cleaned, report = clean_splits({"train": train, "test": test})
+    assert [r["chosen"][0]["content"] for r in cleaned["train"]] == ["Blue.", "Car.", "Oak."]
+    assert report["counts"]["train"] == {"rows_in": 6, "empty": 0, "whitespace_fixed": 1, "exact_duplicates": 1,
+                                         "near_duplicates": 1, "too_long": 0, "also_in_eval_splits": 1, "rows_out": 3}
+    assert {(r["line"], r["reason"], r["text"]) for r in report["removed"]} == {
+        (2, "exact duplicates", "Blue."), (3, "near duplicates", "blue"), (4, "also in eval splits", "Pear.")}
+
+
+def test_a_pairs_token_length_is_its_prompt_with_the_longer_reply(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    u, short, long = ({"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yes."},
+                      {"role": "assistant", "content": "Yes, and at some length too."})
+    full = token_lengths([{"messages": [u, long]}], tok)
+    assert token_lengths([{"prompt": [u], "chosen": [short], "rejected": [long]},
+                          {"prompt": [u], "chosen": [long], "rejected": [short]}], tok) == full * 2

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from helpers import cli
-from helpers.formats import MAX_PROBLEMS, validate_file, validate_records
+from helpers.formats import MAX_PROBLEMS, dataset_warnings, detect_format, validate_file, validate_records
 
 CASES = Path(__file__).parent / "data_cases"
 BAD = CASES / "bad"
@@ -47,6 +47,23 @@ MALFORMED = [
                                                                                    "record has"),
     ("broken.parquet", {}, "broken.parquet:", "not a readable Parquet file"),
     ("mixed_formats.jsonl", {"fmt": "chat"}, "mixed_formats.jsonl:1:", "but --format is 'chat'"),
+    # preference pairs
+    ("pair_missing_rejected.jsonl", {}, "pair_missing_rejected.jsonl:2:", "missing field 'rejected' (the 'preference' "
+                                                                           "format needs chosen, rejected); a pair needs"),
+    ("pair_empty_chosen.json", {}, "pair_empty_chosen.json:2:", "'chosen' is empty; write the text or drop the record"),
+    ("pair_empty_chosen.json", {}, "pair_empty_chosen.json:3:", "'chosen' must be a non-empty list of"),
+    ("pair_identical.jsonl", {}, "pair_identical.jsonl:2:", "'chosen' and 'rejected' are the same reply: an identical "
+                                                             "pair teaches the model nothing"),
+    ("pair_prompts_differ.jsonl", {}, "pair_prompts_differ.jsonl:2:", "must share the prompt (every message before the "
+     "final assistant reply), but they differ at message 1 (user: '...h Ana ran late.' vs '...h Ana ran early.')"),
+    ("pair_prompt_ends_with_assistant.jsonl", {}, "pair_prompt_ends_with_assistant.jsonl:1:",
+     "'prompt' ends with an assistant message"),
+    ("pair_mixed.jsonl", {}, "pair_mixed.jsonl:1:", "'chosen' is a list of messages, but 'prompt' and 'rejected' are "
+                                                     "text; write all three as text, or all three as lists"),
+    ("pair_reply_from_user.json", {}, "pair_reply_from_user.json:1:", "'rejected' must end with an assistant message"),
+    ("pair_missing_rejected.csv", {}, "pair_missing_rejected.csv:1:", "the 'preference' format needs chosen, rejected: "
+                                                                       "'rejected' missing"),
+    ("pair_no_prompt.csv", {}, "pair_no_prompt.csv:1:", "'chosen' and 'rejected' are text, but there is no 'prompt'"),
 ]
 
 
@@ -160,3 +177,122 @@ def test_validate_data_command_never_shows_a_traceback(capsys):
         assert cli.main(["validate-data", *args]) == 2
         captured = capsys.readouterr()
         assert "Traceback" not in captured.out + captured.err
+
+
+# --- preference pairs ---------------------------------------------------------------------------------------------
+def _m(role, content):
+    return {"role": role, "content": content}
+
+
+GOOD_PAIRS = [  # file, arguments, format, first row (TRL's explicit-prompt conversational form)
+    ("preference.jsonl", {}, "preference",
+     {"prompt": [_m("user", "Capital of Peru?")], "chosen": [_m("assistant", "Lima.")],
+      "rejected": [_m("assistant", "Peru has no capital.")], "group": "geography"}),
+    ("preference_chat.jsonl", {}, "preference",
+     {"prompt": [_m("system", "Be brief."), _m("user", "Hi")], "chosen": [_m("assistant", "Hello.")],
+      "rejected": [_m("assistant", "Greetings, dear user, how may I help?")]}),
+    ("preference_implicit.jsonl", {}, "preference",
+     {"prompt": [_m("user", "Capital of Peru?"), _m("assistant", "Lima."), _m("user", "And of Chile?")],
+      "chosen": [_m("assistant", "Santiago.")], "rejected": [_m("assistant", "Buenos Aires.")]}),
+    ("sharegpt_preference.json", {}, "sharegpt_preference",
+     {"prompt": [_m("system", "You are terse."), _m("user", "Capital of Peru?")], "chosen": [_m("assistant", "Lima.")],
+      "rejected": [_m("assistant", "Cusco, I think.")]}),
+    ("preference.csv", {}, "preference", {"prompt": [_m("user", "Summarise, in one line.")],
+                                         "chosen": [_m("assistant", "Two lines, summarised.")],
+                                         "rejected": [_m("assistant", "I cannot, sorry.")]}),
+    ("preference.jsonl", {"fmt": "preference"}, "preference", None),
+    ("sharegpt_preference.json", {"fmt": "sharegpt_preference"}, "sharegpt_preference", None),
+]
+
+
+@pytest.mark.parametrize("name, kwargs, fmt, first", GOOD_PAIRS, ids=[f"{g[0]}-{i}" for i, g in enumerate(GOOD_PAIRS)])
+def test_preference_file_loads_into_trl_pairs(name, kwargs, fmt, first):
+    report = validate_file(CASES / "good" / name, **kwargs)
+    assert report.ok, report.problem_text()
+    assert report.format == fmt and report.kind == "preference" and len(report.rows) == 2
+    if first is not None:
+        assert report.rows[0] == first
+
+
+def test_the_second_sharegpt_pair_takes_a_one_element_list():
+    rows = validate_file(CASES / "good" / "sharegpt_preference.json").rows
+    assert rows[1] == {"prompt": [_m("user", "Name a fruit.")], "chosen": [_m("assistant", "Pear.")],
+                       "rejected": [_m("assistant", "Carrot.")]}
+
+
+def test_a_pair_is_detected_before_prompt_completion_and_sharegpt():
+    assert detect_format({"prompt": "", "chosen": "", "rejected": ""}) == "preference"
+    assert detect_format({"prompt": "", "chosen": ""}) == "preference"  # then told 'rejected' is missing
+    assert detect_format({"chosen": [], "rejected": []}) == "preference"
+    assert detect_format({"conversations": [], "chosen": {}, "rejected": {}}) == "sharegpt_preference"
+    assert detect_format({"prompt": "", "completion": ""}) == "prompt_completion"
+    assert detect_format({"conversations": []}) == "sharegpt"
+
+
+def test_pairs_with_problems_get_one_message_each_and_a_cap(tmp_path):
+    path = tmp_path / "same.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"Q{i}?", "chosen": "Yes.", "rejected": "Yes."}) + "\n"
+                            for i in range(300)))
+    report = validate_file(path)
+    assert report.format == "preference" and len(report.problems) == 300
+    assert report.problems[0] == (f"{path}:1: 'chosen' and 'rejected' are the same reply: an identical pair teaches "
+                                  "the model nothing; make 'rejected' the worse reply, or drop the record")
+    lines = report.problem_text().splitlines()
+    assert len(lines) == MAX_PROBLEMS + 1 and lines[-1] == "... and 250 more problems; fix these and run again"
+
+
+def test_a_file_wide_pair_problem_is_reported_once():
+    for name in ("pair_missing_rejected.csv", "pair_no_prompt.csv"):
+        report = validate_file(BAD / name)
+        assert len(report.problems) == 1, report.problems
+    assert validate_file(BAD / "pair_missing_rejected.csv").problems == [
+        f"{BAD / 'pair_missing_rejected.csv'}:1: the header's columns are 'prompt', 'chosen', but the 'preference' "
+        "format needs chosen, rejected: 'rejected' missing; add it, or rename a column with --map old=new"]
+
+
+def test_implicit_prompts_that_differ_in_length_are_told_so():
+    a = [_m("user", "Hi"), _m("assistant", "Hello."), _m("user", "Bye"), _m("assistant", "Bye!")]
+    report = validate_records([{"chosen": a, "rejected": a[:1] + [_m("assistant", "Go.")]}], "p.jsonl")
+    assert report.problems == ["p.jsonl:1: without a 'prompt' field, 'chosen' and 'rejected' must share the prompt "
+                               "(every message before the final assistant reply), but 'chosen' has 3 messages before "
+                               "its final reply and 'rejected' 1; make them the same up to the reply, or write the "
+                               "record as 'prompt', 'chosen' and 'rejected'"]
+    only_reply = validate_records([{"chosen": [_m("assistant", "A")], "rejected": [_m("assistant", "B")]}], "p.jsonl")
+    assert "'chosen' and 'rejected' hold only the assistant's reply, with no prompt" in only_reply.problems[0]
+
+
+def test_a_bad_message_inside_a_pair_names_its_part():
+    record = {"prompt": [_m("user", "Hi")], "chosen": [_m("assistant", None)], "rejected": [_m("user", "Hi")]}
+    assert validate_records([record], "p.jsonl").problems == [
+        "p.jsonl:1: 'chosen': message 1 (assistant) content is missing (null); every record needs it",
+        "p.jsonl:1: 'rejected' must end with an assistant message, the reply being judged; its last message is from "
+        "the user"]
+
+
+def test_summary_and_kind_say_pairs_or_examples():
+    pairs = validate_file(CASES / "good" / "preference.jsonl")
+    assert pairs.summary().splitlines()[0] == f"{CASES / 'good' / 'preference.jsonl'}: 2 preference pairs, format " \
+                                              "'preference', valid"
+    sft = validate_file(CASES / "good" / "alpaca.json")
+    assert sft.kind == "sft" and ": 2 examples, format 'instruction', valid" in sft.summary()
+
+
+def test_warnings_for_few_duplicate_short_and_long_pairs(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    rows = [{"prompt": f"Repeat {i}.", "chosen": f"{i} {i}", "rejected": "No."} for i in range(10)]
+    rows += [rows[0], {"prompt": "Say a letter.", "chosen": "a", "rejected": "No."},
+             {"prompt": "Hi", "chosen": "ok!", "rejected": "word " * 300}]
+    report = validate_records(rows, "pairs.json", unit="record")
+    warnings = "\n".join(dataset_warnings(report, AutoTokenizer.from_pretrained(tiny_model_dir), 64))
+    assert "only 13 preference pairs; preference tuning usually needs at least 50" in warnings
+    assert "1 exact duplicate (records 11 = 1)" in warnings
+    assert "1 chosen reply shorter than 3 characters (records 12)" in warnings
+    assert "1 preference pair longer than max_length=64 tokens" in warnings and "records 13" in warnings  # rejected
+
+
+def test_validate_data_command_reports_preference_pairs(capsys):
+    assert cli.main(["validate-data", str(CASES / "good" / "preference_chat.jsonl")]) == 0
+    assert "preference_chat.jsonl: 2 preference pairs, format 'preference', valid" in capsys.readouterr().out
+    assert cli.main(["validate-data", str(BAD / "pair_identical.jsonl"), "--format", "preference"]) == 2
+    assert "pair_identical.jsonl:2: 'chosen' and 'rejected' are the same reply" in capsys.readouterr().out

@@ -219,6 +219,23 @@ def estimate_training_memory(cfg: RunConfig, shape: ModelShape | None = None, se
                           m.dtype, t.gradient_checkpointing, shape.parameters, n_lora)
 
 
+def estimate_dpo_memory(cfg: RunConfig, shape: ModelShape | None = None, seq_len: int | None = None,
+                        on_gpu: bool | None = None) -> MemoryEstimate:
+    """Peak memory of DPO with `cfg` on top of a LoRA/QLoRA adapter (08), in GiB per part.
+
+    TRL's DPOTrainer puts each pair's chosen and rejected sequences in one batch, so a batch of B pairs is 2 x B
+    sequences: activations and logits double against SFT at the same batch size. The reference pass runs without
+    gradients (nothing is kept for the backward pass), through a frozen copy of the adapter ("ref"), which adds
+    the adapter's weights once more; the base weights are held once.
+    """
+    doubled = cfg.copy()
+    doubled.train.per_device_train_batch_size = 2 * cfg.train.per_device_train_batch_size
+    estimate = estimate_training_memory(doubled, shape, seq_len, on_gpu)
+    estimate.parts = {"reference adapter": estimate.lora_parameters * 4 / GIB, **estimate.parts}
+    estimate.batch_size = cfg.train.per_device_train_batch_size
+    return estimate
+
+
 def memory_budget_gib() -> tuple[float, str]:
     """How much memory training may use here: this GPU's, or (no GPU) the machine's RAM."""
     from .machine import gpu_info

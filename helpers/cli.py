@@ -5,6 +5,8 @@
     train --run-dir DIR        fine-tune with DIR/config.json (the profile's defaults are written there if absent);
                                run it again after a crash and it resumes from the last complete checkpoint;
                                --method lora|qlora|full chooses what trains (07 compares them)
+    dpo --run-dir DIR          preference tuning (DPO) on top of the run's SFT adapter, with the shipped preference pairs
+                               or --data PATH; resumes like train; writes DIR/dpo/ (adapter, dpo_summary.json)
     evaluate --run-dir DIR     score the base model and the fine-tuned one on the test split; write metrics.json,
                                the chart and the side-by-side answers into DIR
     chat --run-dir DIR         talk to the run's fine-tuned model in the terminal, replies streamed as they are made
@@ -108,6 +110,25 @@ def cmd_train(args) -> int:
               f"{summary['num_processes']} process(es): eval loss {summary['eval_loss_before']:.3f} -> "
               f"{summary['eval_loss_after']:.3f}; {'adapter' if cfg.method != 'full' else 'whole model'} in "
               f"{run.finetuned_dir(cfg)}")
+    return 0
+
+
+def cmd_dpo(args) -> int:
+    from dataclasses import replace
+
+    from .dpo import dpo_run, dpo_settings, dpo_stage, preference_table
+    from .rundir import open_run
+
+    cfg, run = open_run(args.run_dir, profile=args.profile)
+    settings = dpo_settings(cfg)
+    for name in ("learning_rate", "beta", "save_steps"):
+        if getattr(args, name) is not None:
+            settings = replace(settings, **{name: getattr(args, name)})
+    print(f"DPO on run {run} (profile {cfg.profile}, model {cfg.model.model_id}): learning rate "
+          f"{settings.learning_rate:g}, beta {settings.beta:g}, {settings.num_train_epochs} epochs")
+    summary = dpo_run(cfg, run, settings, args.data)
+    print(preference_table(before=summary["before"], after=summary["after"]).to_string())
+    print(f"{summary['global_step']} steps; DPO adapter in {dpo_stage(run).adapter_dir}")
     return 0
 
 
@@ -215,6 +236,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--learning-rate", type=float, help="the optimizer's learning rate (full fine-tuning wants a "
                    "smaller one than LoRA: see notebook 07)")
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("dpo", help="preference tuning (DPO) after SFT, on the run's adapter (notebook 08)")
+    p.add_argument("--run-dir", required=True, help="a LoRA/QLoRA run directory (its SFT adapter is trained if absent)")
+    p.add_argument("--profile", choices=["tiny", "t4", "ampere"], help="only for a run without config.json")
+    p.add_argument("--data", help="preference pairs (file, folder of train/test files, or Hub id); default: the "
+                   "course's data/preferences")
+    p.add_argument("--learning-rate", type=float, help="DPO's learning rate (default: the profile's)")
+    p.add_argument("--beta", type=float, help="how far from the SFT model DPO may move (default 0.1)")
+    p.add_argument("--save-steps", type=int, help="write a checkpoint every N steps (a re-run resumes from the last)")
+    p.set_defaults(func=cmd_dpo)
     p = sub.add_parser("evaluate", help="base vs fine-tuned on the test split; writes metrics.json")
     p.add_argument("--run-dir", required=True, help="a run directory with a trained adapter")
     p.add_argument("--profile", choices=["tiny", "t4", "ampere"], help="only for a run without config.json")

@@ -87,12 +87,14 @@ class LiveLossPlot(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         self.maybe_draw(state)  # a log skipped by the throttle is drawn a step or two later, not only at the end
 
+    FIGURE = "loss_curves"  # the PNG's name in the run's figures folder
+
     def on_train_end(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
         fig = self.figure(state.log_history)
         self.show(fig)
-        fig.savefig(self.run.figure_path("loss_curves"), dpi=120, bbox_inches="tight")
+        fig.savefig(self.run.figure_path(self.FIGURE), dpi=120, bbox_inches="tight")
 
     def maybe_draw(self, state) -> None:
         due = time.monotonic() - self.last_draw >= self.every_s
@@ -112,3 +114,19 @@ class LiveLossPlot(TrainerCallback):
         else:
             self.handle.update(png_image(fig))
         self.pending, self.last_draw = False, time.monotonic()
+
+
+class LivePreferencePlot(LiveLossPlot):
+    """08's live plot for DPO: the chosen and rejected replies' log-probabilities and the held-out reward margin and
+    accuracy (`plots.plot_preference_curves`), redrawn in place like 04's loss curves, saved as dpo_curves.png."""
+
+    FIGURE = "dpo_curves"
+
+    def __init__(self, run: RunDir, title: str = "DPO", before: dict | None = None, **kwargs):
+        super().__init__(run, title, **kwargs)
+        self.before = before  # the reward metrics before training, drawn at step 0
+
+    def figure(self, log_history: list[dict]):
+        from .plots import plot_preference_curves
+
+        return plot_preference_curves(log_history, title=self.title, before=self.before)

@@ -52,6 +52,43 @@ def plot_loss_curves(log_history: list[dict], title: str = "Loss", eval_loss_bef
     return fig
 
 
+def plot_preference_curves(log_history: list[dict], title: str = "DPO", before: dict | None = None):
+    """08's live picture of DPO: the log-probabilities of the chosen and the rejected replies (train per logging step,
+    held out per evaluation), and the held-out reward margin and accuracy; `before` (`dpo.reward_metrics` of the
+    evaluation before training) is drawn at step 0."""
+    before = before or {}
+    fig = _figure(10, 4)
+    left, right = fig.subplots(1, 2)
+    for key, color in (("chosen", "tab:green"), ("rejected", "tab:red")):
+        train = [(h["step"], h[f"logps/{key}"]) for h in log_history if f"logps/{key}" in h]
+        evals = [(h["step"], h[f"eval_logps/{key}"]) for h in log_history if f"eval_logps/{key}" in h and h["step"] > 0]
+        if f"logps/{key}" in before:
+            evals.insert(0, (0, before[f"logps/{key}"]))
+        if train:
+            left.plot(*zip(*train), color=color, alpha=0.5, label=f"{key} (train)")
+        if evals:
+            left.plot(*zip(*evals), "o-", color=color, label=f"{key} (held out)")
+    left.set_xlabel("optimizer step")
+    left.set_ylabel("log-probability of the reply (sum over its tokens)")
+    left.set_title("How likely the policy finds each reply")
+    for key, color, label in (("eval_rewards/margins", "tab:purple", "reward margin"),
+                              ("eval_rewards/accuracies", "tab:blue", "reward accuracy")):
+        points = [(h["step"], h[key]) for h in log_history if key in h and h["step"] > 0]
+        if key.removeprefix("eval_") in before:
+            points.insert(0, (0, before[key.removeprefix("eval_")]))
+        if points:
+            right.plot(*zip(*points), "o-", color=color, label=label)
+    right.set_xlabel("optimizer step")
+    right.set_ylabel("held-out pairs")
+    right.set_title("Chosen over rejected, against the reference")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:  # the first redraw may come before any evaluation
+            ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return fig
+
+
 def plot_before_after(metrics: dict[str, tuple[float, float]], title: str = "Base model vs fine-tuned"):
     """Grouped bars: for each metric name, (base, fine-tuned) scores between 0 and 1."""
     fig = _figure(7, 3.8)

@@ -1,7 +1,7 @@
 """Each notebook ends with "the whole recipe": what it taught, as a learner would write it in an empty notebook, with
 the libraries alone. These tests hold them to it: every recipe is short and never imports helpers, and the seven,
 run one after the other in a fresh interpreter where `import helpers` fails, take the tiny model from raw data to a
-trained, scored, merged model. Only the paths come from outside: TINY_MODEL, DATA_DIR, OUTPUT_DIR, FINETUNED_DIR (and CORPUS for 07)."""
+trained, scored, merged model, and DPO on top of the adapter. Only the paths come from outside: TINY_MODEL, DATA_DIR, OUTPUT_DIR, FINETUNED_DIR (and CORPUS for 07)."""
 
 import json
 import re
@@ -43,16 +43,21 @@ def test_the_recipes_alone_take_the_tiny_model_from_data_to_a_merged_model(tmp_p
         *(recipe_of(nb) for nb in NOTEBOOKS if nb < "05"),
         "FINETUNED_DIR = f'{OUTPUT_DIR}/adapter'",
         *(recipe_of(nb) for nb in NOTEBOOKS if "05" <= nb < "07"),
+        f"PAIRS_DIR, OUTPUT_DIR = {str(DATA_DIR / 'preferences')!r}, {str(out / 'dpo')!r}",   # 08: DPO on 04's adapter
+        recipe_of("08_preference_tuning_dpo.ipynb"),
     ])
     proc = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=tmp_path,
                           env={"CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
                                "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stderr[-4000:]
+    accuracy = float(re.search(r"held-out reward accuracy ([\d.]+)", proc.stdout)[1])
+    assert accuracy >= 0.8, proc.stdout[-2000:]   # 08's recipe: DPO on the adapter the recipes trained
+    assert (out / "dpo" / "adapter" / "adapter_model.safetensors").exists()
     before, after = map(float, re.search(r"eval loss ([\d.]+) -> ([\d.]+)", proc.stdout).groups())
     assert after < 0.5 * before, proc.stdout[-2000:]
     exact = float(re.search(r"exact match ([\d.]+)", proc.stdout)[1])
     assert exact >= 0.5, proc.stdout[-2000:]
-    assert "name: Nils" in proc.stdout[-100:], proc.stdout[-500:]  # 06's streamed answer, from the merged model
+    assert "name: Nils" in proc.stdout, proc.stdout[-500:]  # 06's streamed answer, from the merged model
     print(proc.stdout)
     assert (out / "adapter" / "adapter_model.safetensors").exists()
     assert (out / "merged" / "model.safetensors").exists()

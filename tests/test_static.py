@@ -11,7 +11,8 @@ from helpers.paths import NOTEBOOKS_DIR, REPO_ROOT
 
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 EXPECTED = ["00_setup_and_gpu_check", "01_dataset_prep", "02_model_loading", "03_lora", "04_training_sft",
-            "05_evaluation", "06_inference", "07_methods_compared"]
+            "05_evaluation", "06_inference", "07_methods_compared",
+            "08_preference_tuning_dpo"]
 
 
 def load(path):

@@ -4,6 +4,22 @@ from helpers.config import make_config
 from helpers.rundir import RunDir
 
 
+def kill_when_written(cmd: list[str], marker, timeout_s: float = 600) -> None:
+    """Start the command, and SIGKILL it as soon as `marker` (a checkpoint's last file) exists: a crash mid-run."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + timeout_s
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()[-2000:]}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 @pytest.fixture
 def tiny_run(tmp_path):
     """A fresh run directory with the tiny profile's config saved in it."""

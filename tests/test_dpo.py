@@ -3,14 +3,12 @@ profile raising the held-out reward accuracy with margin, after a kill and a res
 the same over five seeds: reward accuracy 0.97-1.00 after DPO)."""
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
+from conftest import kill_when_written
 
 from helpers.budget import estimate_dpo_memory, estimate_training_memory
 from helpers.config import make_config
@@ -62,14 +60,7 @@ def test_dpo_killed_then_resumed_raises_the_held_out_reward_accuracy(trained_run
     shutil.copytree(trained_run.path, run.path)
     stage = dpo_stage(run)
     cmd = [sys.executable, "-m", "helpers", "dpo", "--run-dir", str(run.path), "--save-steps", "50"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    marker = stage.checkpoints_dir / "checkpoint-100" / "trainer_state.json"
-    deadline = time.time() + 600
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()[-2000:]}"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_when_written(cmd, stage.checkpoints_dir / "checkpoint-100" / "trainer_state.json")
     assert not (stage.path / "dpo_summary.json").exists()
 
     again = subprocess.run(cmd, capture_output=True, text=True)

@@ -66,21 +66,12 @@ def test_train_command_reports_a_bad_config_without_a_traceback(tmp_path):
 def test_a_killed_run_resumes_from_its_last_complete_checkpoint(tmp_path):
     """SIGKILL mid-run, then the same command again: it resumes and ends at the same step; a half-written
     checkpoint is set aside, never loaded."""
-    import os
-    import signal
-    import time
+    from conftest import kill_when_written
 
     run = RunDir(tmp_path / "run")
     cmd = [sys.executable, "-m", "helpers", "train", "--run-dir", str(run.path), "--profile", "tiny",
            "--max-steps", "40", "--save-steps", "10"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    marker = run.checkpoints_dir / "checkpoint-20" / "trainer_state.json"
-    deadline = time.time() + 300
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()[-2000:]}"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_when_written(cmd, run.checkpoints_dir / "checkpoint-20" / "trainer_state.json", timeout_s=300)
     assert not run.train_summary_file.exists()
 
     half = run.checkpoints_dir / "checkpoint-35"  # what a crash during a save leaves: weights, no trainer state

@@ -219,6 +219,48 @@ def make_corpus(n_paragraphs: int = 1500) -> str:
     return "\n\n".join(paragraphs) + "\n"
 
 
+TOOLS = [
+    {"type": "function", "function": {
+        "name": "book_room", "description": "Book a meeting room.", "parameters": {"type": "object", "properties": {
+            "name": {"type": "string"}, "city": {"type": "string"}, "time": {"type": "string"}}}}},
+    {"type": "function", "function": {
+        "name": "get_weather", "description": "Today's weather in a city.", "parameters": {
+            "type": "object", "properties": {"city": {"type": "string"}}}}},
+]
+WEATHER = ["sunny, 21 C", "light rain, 12 C", "cloudy, 16 C", "windy, 9 C", "snow, -2 C", "clear, 25 C"]
+
+
+def make_tool_use(n: int = 120) -> list[dict]:
+    """Tool-use conversations in OpenAI's chat format, as many public datasets write them: `tools` definitions, an
+    assistant `tool_calls` turn (arguments as JSON text), the `tool` result, and the reply built from it. A quarter
+    open with a greeting whose reply has `"weight": 0`: context, never a target."""
+    rng = random.Random(SEED + 2)  # its own stream: the meeting and preference data stay as they are
+    rows = []
+    for k in range(n):
+        if k % 3:
+            fields = {"name": rng.choice(NAMES_TRAIN), "city": rng.choice(CITIES_ALL), "time": rng.choice(TIMES)}
+            ask = "Book a room for this meeting: " + rng.choice(TEMPLATES_TRAIN).format(**fields)
+            call, room = ("book_room", fields), f"R{rng.randint(1, 40)}"
+            result = {"room": room, "status": "booked"}
+            reply = f"Booked room {room} for {fields['name']} in {fields['city']} at {fields['time']}."
+        else:
+            city = rng.choice(CITIES_ALL)
+            ask = rng.choice(["What is the weather in {c}?", "Weather in {c} today?", "Is it cold in {c}?"]).format(c=city)
+            call, result = ("get_weather", {"city": city}), {"city": city, "forecast": rng.choice(WEATHER)}
+            reply = f"In {city} today: {result['forecast']}."
+        call_id = f"call_{k}"
+        messages = [{"role": "user", "content": ask},
+                    {"role": "assistant", "content": None, "tool_calls": [{"id": call_id, "type": "function", "function": {
+                        "name": call[0], "arguments": json.dumps(call[1])}}]},
+                    {"role": "tool", "tool_call_id": call_id, "content": json.dumps(result)},
+                    {"role": "assistant", "content": reply}]
+        if k % 4 == 0:
+            messages = [{"role": "user", "content": "Hello!"},
+                        {"role": "assistant", "content": "Hello! How can I help?", "weight": 0}] + messages
+        rows.append({"tools": TOOLS, "messages": messages})
+    return rows
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8", newline="\n") as f:
@@ -232,8 +274,9 @@ def main() -> None:
         write_jsonl(DATA_DIR / "meetings" / f"{split}.jsonl", rows)
     for split, rows in make_preferences().items():
         write_jsonl(DATA_DIR / "preferences" / f"{split}.jsonl", rows)
-    print(f"wrote {DATA_DIR / 'corpus.txt'}, {DATA_DIR / 'meetings'}/{{train,validation,test}}.jsonl and "
-          f"{DATA_DIR / 'preferences'}/{{train,test}}.jsonl")
+    write_jsonl(DATA_DIR / "tool_use" / "train.jsonl", make_tool_use())
+    print(f"wrote {DATA_DIR / 'corpus.txt'}, {DATA_DIR / 'meetings'}/{{train,validation,test}}.jsonl, "
+          f"{DATA_DIR / 'preferences'}/{{train,test}}.jsonl and {DATA_DIR / 'tool_use'}/train.jsonl")
 
 
 if __name__ == "__main__":

@@ -144,20 +144,23 @@ def normalized_key(row: dict) -> str:
     """A row's text with case, accents' encoding, punctuation and spacing ignored: near-duplicates share it.
 
     A pair's prompt, chosen and rejected are kept apart (||), so moving a message from one to another is a change.
+    Tool calls, weights and tool definitions count as they are written.
     """
     fields = []
     for name in (f for f in MESSAGE_FIELDS if f in row):
         parts = []
         for m in row[name]:
             text = unicodedata.normalize("NFKC", m["content"]).casefold()
-            parts.append(m["role"] + ":" + " ".join(re.sub(r"[\W_]+", " ", text).split()))
+            extra = {k: v for k, v in m.items() if k not in ("role", "content")}
+            parts.append(m["role"] + ":" + " ".join(re.sub(r"[\W_]+", " ", text).split())
+                         + (json.dumps(extra, sort_keys=True) if extra else ""))
         fields.append("|".join(parts))
-    return "||".join(fields)
+    return "||".join(fields) + (row.get("tools") or "")
 
 
 def _tidy(row: dict) -> dict:
-    """The row with `clean_text` applied to every message (an SFT row's or a pair's); other fields as they are."""
-    return {k: [{"role": m["role"], "content": clean_text(m["content"])} for m in v] if k in MESSAGE_FIELDS else v
+    """The row with `clean_text` applied to every message (an SFT row's or a pair's); all else as it is."""
+    return {k: [{**m, "content": clean_text(m["content"])} for m in v] if k in MESSAGE_FIELDS else v
             for k, v in row.items()}
 
 
@@ -170,6 +173,8 @@ def clean_splits(reports: dict[str, ValidationReport], tokenizer=None,
     them would cut off the answer), and training rows that also occur in validation or test (a leak that would
     inflate every score). The report counts each step per split and lists every removed row.
     """
+    if tokenizer is not None:
+        check_template_renders(tokenizer, [r for rep in reports.values() for r in rep.rows])
     cleaned, counts, removed = {}, {}, []
     order = [s for s in reports if s != "train"] + ["train"]  # eval splits first: train is checked against them
     held_out = set()
@@ -258,7 +263,20 @@ def load_splits(cfg: RunConfig, run: RunDir):
         print(f"No prepared data in {run.data_dir}: preparing it now from {cfg.data.dataset} "
               "(what 01_dataset_prep does).")
         prepare_splits(cfg, run)
-    return DatasetDict({s: Dataset.from_list(read_prepared(run, s)) for s in SPLITS})
+    return DatasetDict({s: as_dataset(read_prepared(run, s)) for s in SPLITS})
+
+
+def as_dataset(rows: list[dict]):
+    """`Dataset.from_list(rows)`; where messages carry tool calls, each message is stored as JSON (datasets' `Json`
+    feature), because Arrow would merge the arguments of different tools into one schema, adding every other
+    tool's arguments as nulls (a call `{"city": "Oslo"}` would come back as `{"city": "Oslo", "query": None}`)."""
+    from datasets import Dataset, Features, Json, List, Value
+
+    lists = (*MESSAGE_FIELDS, "completion")
+    if not any("tool_calls" in m for r in rows for k in lists if k in r for m in r[k]):
+        return Dataset.from_list(rows)
+    keys = dict.fromkeys(k for r in rows for k in r)
+    return Dataset.from_list(rows, features=Features({k: List(Json()) if k in lists else Value("string") for k in keys}))
 
 
 def read_prepared(run: RunDir, split: str) -> list[dict]:
@@ -282,19 +300,89 @@ def has_generation_markers(tokenizer) -> bool:
     return "{% generation %}" in (tokenizer.chat_template or "")
 
 
-def to_sft_format(ds, tokenizer):
-    """What SFTTrainer trains on, with the loss on the answer only.
+def trained_turns(messages: list[dict]) -> list[int]:
+    """The positions of the assistant messages that carry the loss: all of them, except those with weight 0."""
+    return [i for i, m in enumerate(messages) if m["role"] == "assistant" and m.get("weight", 1) != 0]
 
-    With {% generation %} markers in the chat template: `messages` as they are, plus `assistant_only_loss=True`.
-    Without them (most Hub chat templates, TinyLlama's included): a `prompt` / `completion` pair, and TRL's
-    completion-only loss does the masking. Either way the prompt's tokens carry no loss.
+
+def has_weights(rows) -> bool:
+    """Whether any assistant message is marked weight 0 (context only, no loss)."""
+    return any(m.get("weight") == 0 for r in rows for m in r["messages"])
+
+
+def _plain(message: dict) -> dict:
+    """A message as the chat template takes it: no weight, and no keys Arrow filled with None."""
+    return {k: v for k, v in message.items() if k != "weight" and v is not None}
+
+
+def per_turn_rows(row: dict) -> list[dict]:
+    """One prompt/completion row per trained assistant turn: the conversation before the turn, and the turn.
+
+    TRL's completion-only loss then trains every assistant turn of a multi-turn chat (tool calls included) with any
+    chat template; a turn with weight 0 gets no row, so it is context and never a target.
+    """
+    msgs = [_plain(m) for m in row["messages"]]
+    tools = {"tools": row["tools"]} if row.get("tools") else {}
+    return [{"prompt": msgs[:i], "completion": [msgs[i]], **tools} for i in trained_turns(row["messages"])]
+
+
+def to_sft_format(ds, tokenizer, answers_only: bool = True):
+    """What SFTTrainer trains on, with the loss on the assistant's turns only (`answers_only`, the run config's
+    `train.assistant_only_loss`; False trains on every token, the prompt included).
+
+    With {% generation %} markers in the chat template: `messages` as they are, plus `assistant_only_loss=True`:
+    the template marks every assistant turn. Without them (most Hub chat templates, TinyLlama's included), or when
+    some turns have weight 0: one prompt/completion row per trained assistant turn (`per_turn_rows`), and TRL's
+    completion-only loss masks the rest. A chat with k trained turns becomes k rows, its start repeated in each:
+    the price of training every turn with a template that cannot mark them. Either way the prompt carries no loss.
     """
     if GROUP_FIELD in ds.column_names:  # a label for scoring apart, not something to train on
         ds = ds.remove_columns(GROUP_FIELD)
-    if has_generation_markers(tokenizer):
+    rows = ds.to_list()
+    check_template_renders(tokenizer, rows)
+    if not answers_only or (has_generation_markers(tokenizer) and not has_weights(rows)):
         return ds
-    return ds.map(lambda row: {"prompt": prompt_of(row), "completion": row["messages"][-1:]},
-                  remove_columns=["messages"])
+    return as_dataset([r for row in rows for r in per_turn_rows(row)])
+
+
+# A conversation with a tool call, to check that a chat template renders all of it.
+PROBE_TOOLS = [{"type": "function", "function": {"name": "probe_lookup", "description": "Look a word up.",
+                                                  "parameters": {"type": "object",
+                                                                 "properties": {"word": {"type": "string"}}}}}]
+PROBE = [{"role": "user", "content": "Look up a word."},
+         {"role": "assistant", "content": "", "tool_calls": [
+             {"type": "function", "function": {"name": "probe_lookup", "arguments": {"word": "probe_argument"}}}]},
+         {"role": "tool", "content": "probe_result"},
+         {"role": "assistant", "content": "Done."}]
+
+
+def uses_tools(rows) -> bool:
+    return any(r.get("tools") or any(m["role"] == "tool" or "tool_calls" in m for m in r.get("messages", []))
+               for r in rows)
+
+
+def check_template_renders(tokenizer, rows) -> None:
+    """Refuse tool-use data for a chat template that drops tool calls or results (most templates of models not
+    trained for tools): they would vanish from training without a word. Nothing to check for other data."""
+    if not uses_tools(rows):
+        return
+    try:
+        text = tokenizer.apply_chat_template(PROBE, tools=PROBE_TOOLS, tokenize=False)
+        lost = [what for what, mark in (("the tool definitions", "Look a word up."), ("the call", "probe_lookup"),
+                                        ("its arguments", "probe_argument"), ("the tool's result", "probe_result"))
+                if mark not in text]
+    except Exception as e:  # a template may refuse role "tool" outright ("roles must alternate")
+        lost = [f"the whole conversation ({type(e).__name__}: {str(e)[:80]})"]
+    if lost:
+        name = getattr(tokenizer, "name_or_path", "") or "this model"
+        raise DataError(f"the data calls tools, but the chat template of {name} cannot render them: it drops "
+                        f"{', '.join(lost)}, so they would vanish from training. Pick a model whose chat template "
+                        "renders tools (Qwen2.5-Instruct, Llama-3.1-Instruct and most recent instruct models do), or "
+                        "train on the records without tools")
+
+
+def _template_kwargs(row: dict) -> dict:
+    return {"tools": json.loads(row["tools"])} if row.get("tools") else {}
 
 
 def token_lengths(rows: list[dict], tokenizer) -> list[int]:
@@ -310,7 +398,8 @@ def token_lengths(rows: list[dict], tokenizer) -> list[int]:
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        return [max(len(tokenizer.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"])
+        return [max(len(tokenizer.apply_chat_template(c, tokenize=True, return_dict=True,
+                                                      **_template_kwargs(r))["input_ids"])
                     for c in _conversations(r)) for r in rows]
     finally:
         hf_logging.set_verbosity(level)
@@ -323,21 +412,29 @@ def _conversations(row: dict) -> list[list[dict]]:
     return [row["prompt"] + row["chosen"], row["prompt"] + row["rejected"]]
 
 
-def loss_mask_tokens(tokenizer, messages: list[dict]) -> list[tuple[str, bool]]:
-    """Each token of the templated conversation, and whether the loss is computed on it.
+def loss_mask_tokens(tokenizer, messages: list[dict], tools=None) -> list[tuple[str, bool]]:
+    """Each token of the templated conversation, and whether the loss is computed on it, as `to_sft_format` trains.
 
-    With {% generation %} markers the template itself says which tokens are the assistant's; otherwise everything
-    after the prompt (the conversation minus its last reply, plus the generation prompt) is the completion.
+    With {% generation %} markers the template itself marks the assistant's tokens. Without them, each trained
+    assistant turn is what the template adds between the conversation before it (with the generation prompt) and
+    the conversation up to and including it: the completion of that turn's prompt/completion row. Turns with
+    weight 0 carry no loss either way.
     """
-    if has_generation_markers(tokenizer):
-        enc = tokenizer.apply_chat_template(messages, return_dict=True, return_assistant_tokens_mask=True)
-        ids, mask = enc["input_ids"], enc["assistant_masks"]
+    kw = {"tools": json.loads(tools) if isinstance(tools, str) else tools} if tools else {}
+    plain = [_plain(m) for m in messages]
+    render = lambda msgs, **more: tokenizer.apply_chat_template(msgs, return_dict=True, **kw, **more)
+    enc = render(plain, return_assistant_tokens_mask=has_generation_markers(tokenizer))
+    ids = enc["input_ids"]
+    marked = enc.get("assistant_masks") or [1] * len(ids)
+    if has_generation_markers(tokenizer) and not has_weights([{"messages": messages}]):
+        span = [1] * len(ids)
     else:
-        ids = tokenizer.apply_chat_template(messages, return_dict=True)["input_ids"]
-        n_prompt = len(tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True,
-                                                     return_dict=True)["input_ids"])
-        mask = [0] * n_prompt + [1] * (len(ids) - n_prompt)
-    return [(tokenizer.decode([i]), bool(m)) for i, m in zip(ids, mask)]
+        span = [0] * len(ids)
+        for i in trained_turns(messages):
+            start = len(render(plain[:i], add_generation_prompt=True)["input_ids"])
+            end = len(render(plain[:i + 1])["input_ids"])
+            span[start:end] = [1] * (end - start)
+    return [(tokenizer.decode([i]), bool(m and s)) for i, m, s in zip(ids, marked, span)]
 
 
 def render_loss_mask(pieces: list[tuple[str, bool]]) -> str:

@@ -32,10 +32,11 @@ import io
 import json
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
 PAIR_FORMATS = ("preference", "sharegpt_preference")
 FORMATS = ("instruction", "chat", "sharegpt", "prompt_completion", "text", *PAIR_FORMATS)
 # The fields that identify each format, checked in order: a pair also has a prompt or conversations, so it comes first
@@ -45,8 +46,9 @@ SIGNATURE = {("conversations", "chosen"): "sharegpt_preference", ("conversations
              ("conversations",): "sharegpt", ("instruction",): "instruction", ("prompt",): "prompt_completion",
              ("text",): "text"}
 # The fields each format may have, and those it needs ('preference' without a prompt is TRL's implicit-prompt form).
-FIELDS = {"instruction": ("instruction", "input", "output", "system"), "chat": ("messages",),
-          "sharegpt": ("conversations", "system"), "prompt_completion": ("prompt", "completion"), "text": ("text",),
+FIELDS = {"instruction": ("instruction", "input", "output", "system"), "chat": ("messages", "tools"),
+          "sharegpt": ("conversations", "system", "tools"), "prompt_completion": ("prompt", "completion", "tools"),
+          "text": ("text",),
           "preference": ("prompt", "chosen", "rejected"),
           "sharegpt_preference": ("conversations", "system", "chosen", "rejected")}
 REQUIRED = {"instruction": ("instruction", "output"), "chat": ("messages",), "sharegpt": ("conversations",),
@@ -57,7 +59,8 @@ SYNONYMS = {"question": "instruction", "query": "instruction", "task": "instruct
             "answer": "output", "response": "output", "target": "output", "reply": "output", "label": "output",
             "dialog": "messages", "conversation": "messages", "content": "text", "body": "text"}
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                  "model": "assistant", "bot": "assistant", "chatgpt": "assistant"}
+                  "model": "assistant", "bot": "assistant", "chatgpt": "assistant", "function_call": "assistant",
+                  "observation": "tool", "tool": "tool"}
 # An optional label on any record, such as "unseen phrasing": never trained on, it lets evaluation score each kind of
 # row apart (05_evaluation's scores by group).
 GROUP_FIELD = "group"
@@ -84,6 +87,7 @@ class ValidationReport:
     empty: list[int] = field(default_factory=list)  # records with every field blank: skipped, nothing lost
     unit: str = "line"
     records: int = 0  # non-empty records read, valid or not
+    notes: list[str] = field(default_factory=list)  # worth knowing, not wrong: fields left out, tool use, weights
 
     @property
     def ok(self) -> bool:
@@ -107,7 +111,7 @@ class ValidationReport:
         if not self.ok:
             return f"{self.source}: {_n(len(self.problems), 'problem')}\n{self.problem_text()}"
         lines = [f"{self.source}: {_n(len(self.rows), self.noun)}, format '{self.format}', valid"]
-        lines += [f"warning: {w}" for w in self.warnings]
+        lines += [f"warning: {w}" for w in self.warnings] + [f"note: {w}" for w in self.notes]
         return "\n".join(lines)
 
     def raise_if_problems(self) -> "ValidationReport":
@@ -284,6 +288,102 @@ def _text(value, name: str) -> tuple[str | None, str | None]:
     return None, f"{name} is a {type(value).__name__}, but text belongs here"
 
 
+def _content(value, name: str) -> tuple[str | None, str | None]:
+    """A message's text: a string, or a list of content parts (OpenAI's and transformers' form) whose text parts are
+    joined with a line break. A part that is not text (an image, audio, a file) is a `NonText` problem."""
+    if isinstance(value, list) and value and all(isinstance(p, dict) for p in value):
+        kinds = [str(p.get("type", "text" if "text" in p else "untyped")) for p in value]
+        other = [k for k in kinds if k != "text"]
+        if other:
+            return None, NonText(f"{other[0]} part")
+        texts = [p.get("text") for p in value]
+        if not all(isinstance(t, str) for t in texts):
+            return None, f"{name}: a text part has no 'text' string; write each part as {{\"type\": \"text\", \"text\": ...}}"
+        value = "\n".join(texts)
+    return _text(value, name)
+
+
+class NonText(str):
+    """A problem reported once per file, with the records it concerns: content that is not text (an image part, an
+    'images' field). The course fine-tunes text-only models, which would never see it."""
+
+    def __new__(cls, kind: str):
+        self = super().__new__(cls, f"holds {kind.replace('_', ' ')}s: the course trains text-only models")
+        self.kind = kind
+        return self
+
+
+# Record fields that carry media for vision / audio models: a text-only model would never see them.
+MEDIA_FIELDS = ("images", "image", "audios", "audio", "videos", "video")
+# What a message may hold besides its role and text; anything else is named once, as dropped, in the summary.
+MESSAGE_KEYS = ("tool_calls", "tool_call_id", "name", "weight")
+TOOL_CALL_SHAPE = '{"type": "function", "function": {"name": ..., "arguments": {...}}}'
+
+
+def _arguments(value, where: str) -> tuple[dict | None, str | None]:
+    """A tool call's arguments as a dict: given as an object, or as the JSON text of one (OpenAI's form)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as e:
+            return None, f"{where}: 'arguments' is not valid JSON ({e.msg}, column {e.colno}); write a JSON object"
+    if not isinstance(value, dict):
+        return None, f"{where}: 'arguments' must be a JSON object of named arguments ({{}} for none)"
+    return value, None
+
+
+def _tool_call(call, where: str) -> tuple[dict | None, str | None]:
+    """One call as transformers' chat templates take it: {"type": "function", "function": {"name", "arguments"}}
+    (also read: the flat {"name", "arguments"} form of ShareGPT's function_call turns), with its "id" if given."""
+    if not isinstance(call, dict):
+        return None, f"{where} is a {type(call).__name__}; write it as {TOOL_CALL_SHAPE}"
+    fn = call.get("function", call)
+    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"].strip():
+        return None, f"{where} has no function name; write it as {TOOL_CALL_SHAPE}"
+    if "arguments" not in fn:
+        return None, f"{where} ({fn['name']}) has no 'arguments'; give them as a JSON object ({{}} for none)"
+    args, wrong = _arguments(fn["arguments"], f"{where} ({fn['name']})")
+    if wrong:
+        return None, wrong
+    out = {"type": "function", "function": {"name": fn["name"], "arguments": args}}
+    return ({**out, "id": call["id"]} if isinstance(call.get("id"), str) else out), None
+
+
+def _tool_calls(value, i: int) -> tuple[list[dict], list[str]]:
+    if isinstance(value, str):  # ShareGPT's function_call value, and some exports: the calls as JSON text
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as e:
+            return [], [f"message {i}: the tool call is not valid JSON ({e.msg}); write {TOOL_CALL_SHAPE}"]
+    calls = value if isinstance(value, list) else [value]
+    out, problems = [], []
+    for k, call in enumerate(calls, start=1):
+        call, wrong = _tool_call(call, f"message {i}, tool call {k}")
+        problems += [wrong] if wrong else []
+        out += [call] if call else []
+    return out, problems
+
+
+def read_tools(value, name: str = "'tools'") -> tuple[list[dict] | None, str | None]:
+    """The tool definitions of a record (a list, or its JSON text) as transformers' chat templates take them:
+    [{"type": "function", "function": {"name", "description", "parameters"}}]."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as e:
+            return None, f"{name} is text but not valid JSON ({e.msg}); write the list of tool definitions"
+    if not isinstance(value, list) or not value:
+        return None, f"{name} must be a non-empty list of tool definitions, {{\"type\": \"function\", \"function\": " \
+                     "{\"name\": ..., \"description\": ..., \"parameters\": {...}}}"
+    out = []
+    for k, tool in enumerate(value, start=1):
+        fn = tool.get("function", tool) if isinstance(tool, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            return None, f"{name}: definition {k} has no function name"
+        out.append({"type": "function", "function": fn})
+    return out, None
+
+
 def _check_messages(msgs, name: str = "'messages'", role_key: str = "role", text_key: str = "content",
                     role_map: dict | None = None, needs_reply: bool = True,
                     sharegpt: str = "sharegpt") -> tuple[list[dict], list[str]]:
@@ -298,20 +398,12 @@ def _check_messages(msgs, name: str = "'messages'", role_key: str = "role", text
         if not isinstance(m, dict):
             problems.append(f"message {i} is a {type(m).__name__}, not a {{{role_key!r}, {text_key!r}}} object")
             continue
-        role = m.get(role_key)
-        if role not in allowed:
-            hint = f" (this is ShareGPT style: use --format {sharegpt})" if "from" in m and role_key == "role" else ""
-            problems.append(f"message {i} has {role_key} {role!r}; use one of {', '.join(allowed)}{hint}")
-            continue
-        content, wrong = _text(m.get(text_key), f"message {i} ({role}) {text_key}")
-        if wrong:
-            problems.append(wrong)
-            continue
-        out.append({"role": allowed[role], "content": content})
+        message, wrong = _message(m, i, allowed, role_key, text_key, sharegpt)
+        problems += wrong
+        out += [message] if message else []
     if problems:
         return [], problems
-    if any(m["role"] == "system" for m in out[1:]):
-        problems.append("a system message may only come first; move it to the start or make it a user message")
+    problems += _order_problems(out)
     if not needs_reply:
         return out, problems
     if not any(m["role"] == "assistant" for m in out):
@@ -320,7 +412,71 @@ def _check_messages(msgs, name: str = "'messages'", role_key: str = "role", text
     elif out[-1]["role"] != "assistant":
         problems.append(f"the last message is from the {out[-1]['role']}; end with the assistant's reply, or drop "
                         "the trailing message")
+    elif all(m.get("weight") == 0 for m in out if m["role"] == "assistant"):
+        problems.append("every assistant message has weight 0, so nothing in this example is trained; set "
+                        "\"weight\": 1 on the replies to learn, or drop the record")
     return out, problems
+
+
+def _message(m: dict, i: int, allowed: dict, role_key: str, text_key: str,
+             sharegpt: str) -> tuple[dict | None, list[str]]:
+    """One message in the course's form, {"role", "content"} plus, where given, "tool_calls" (assistant), "tool_call_id"
+    and "name" (tool) and "weight": 0 (an assistant turn that carries no loss); and what is wrong with it."""
+    role = m.get(role_key)
+    if role not in allowed:
+        hint = f" (this is ShareGPT style: use --format {sharegpt})" if "from" in m and role_key == "role" else ""
+        return None, [f"message {i} has {role_key} {role!r}; use one of {', '.join(allowed)}{hint}"]
+    role, out, problems = allowed[role], {}, []
+    if role_key == "from" and m[role_key] == "function_call":  # ShareGPT: the call is the message's value
+        calls, problems = _tool_calls(m.get(text_key), i)
+        out = {"role": "assistant", "content": "", "tool_calls": calls}
+    else:
+        calls, problems = _tool_calls(m["tool_calls"], i) if m.get("tool_calls") else ([], [])
+        if calls and role != "assistant":
+            problems.append(f"message {i} ({role}) has tool_calls; only the assistant calls tools")
+        blank = m.get("tool_calls") and m.get(text_key) in (None, "", [])  # a call alone needs no text
+        content, wrong = ("", None) if blank else _content(m.get(text_key), f"message {i} ({role}) {text_key}")
+        if wrong:
+            return None, [wrong] if isinstance(wrong, NonText) else problems + [wrong]
+        out = {"role": role, "content": content, **({"tool_calls": calls} if calls else {})}
+    if role == "tool":
+        out.update({k: m[k] for k in ("tool_call_id", "name") if isinstance(m.get(k), str)})
+    if "weight" in m:
+        weight = m["weight"]
+        if role != "assistant":
+            problems.append(f"message {i} ({role}) has a weight; only assistant messages carry one")
+        elif weight not in (0, 1) or isinstance(weight, str):
+            problems.append(f"message {i} has weight {weight!r}; use 0 (do not train on this reply) or 1 (train)")
+        elif weight == 0:
+            out["weight"] = 0
+    return (None, problems) if problems else (out, [])
+
+
+def _order_problems(msgs: list[dict]) -> list[str]:
+    """A system message only first; a tool result only after the assistant's call (one result per call, matching
+    its id where the calls have ids)."""
+    problems = []
+    if any(m["role"] == "system" for m in msgs[1:]):
+        problems.append("a system message may only come first; move it to the start or make it a user message")
+    pending = []  # the calls of the latest assistant message that have no result yet
+    for i, m in enumerate(msgs, start=1):
+        if m["role"] == "assistant":
+            pending = list(m.get("tool_calls", []))
+        elif m["role"] == "tool":
+            if not pending:
+                problems.append(f"message {i} is a tool result, but no tool call is waiting for it; a tool result "
+                                "follows the assistant message that calls the tool (one result per call)")
+                continue
+            ids = [c["id"] for c in pending if "id" in c]
+            if "tool_call_id" in m and ids and m["tool_call_id"] not in ids:
+                problems.append(f"message {i} answers tool_call_id {m['tool_call_id']!r}, but the waiting calls are "
+                                f"{', '.join(map(repr, ids))}")
+                continue
+            matched = ids and "tool_call_id" in m
+            pending = [c for c in pending if c.get("id") != m["tool_call_id"]] if matched else pending[1:]
+        else:
+            pending = []
+    return problems
 
 
 def to_row(record: dict, fmt: str) -> tuple[dict, list[str]]:
@@ -329,7 +485,20 @@ def to_row(record: dict, fmt: str) -> tuple[dict, list[str]]:
     if fmt in PAIR_FORMATS:
         return to_pair(record, fmt)
     msgs, problems = to_messages(record, fmt)
-    return {"messages": msgs}, problems
+    row = {"messages": msgs}
+    if record.get("tools") not in (None, "", []) and "tools" in FIELDS[fmt]:
+        tools, wrong = read_tools(record["tools"])
+        if wrong:
+            return row, problems + [wrong]
+        defined = {t["function"]["name"] for t in tools}
+        unknown = sorted({c["function"]["name"] for m in msgs for c in m.get("tool_calls", [])} - defined)
+        if unknown:
+            problems.append(f"the assistant calls {_names(unknown)}, which 'tools' does not define (it defines "
+                            f"{_names(sorted(defined))}); add the definition, or fix the name")
+        # JSON text, as TRL's SFTTrainer reads it: a list of dicts would make Arrow merge the schemas of different
+        # tools into one, adding every other tool's parameters as nulls.
+        row["tools"] = json.dumps(tools, ensure_ascii=False)
+    return row, problems
 
 
 def _missing_fields(record: dict, fmt: str) -> str | None:
@@ -622,7 +791,7 @@ def validate_records(records: list, where: str, locations: list[int] | None = No
     if schema:
         report.problems.append(schema)
         return report
-    detected = {}
+    detected, non_text, unused = {}, {}, Counter()
     for n, record in zip(locations, records):
         if not _is_blank(record):
             detected.setdefault(detect_format(record), []).append(n)
@@ -650,7 +819,15 @@ def validate_records(records: list, where: str, locations: list[int] | None = No
                     "format: convert this record or move it to its own file")
             report.problems.append(f"{at} this record is in the {own!r} format, but {said}")
             continue
-        row, problems = to_row(record, fmt)
+        media = [f for f in MEDIA_FIELDS if record.get(f) not in (None, "", [], {})]
+        row, problems = ({}, [NonText(f"'{media[0]}' field")]) if media else to_row(record, fmt)
+        for p in (p for p in problems if isinstance(p, NonText)):
+            non_text.setdefault(p.kind, []).append(n)
+        kept = [p for p in problems if not isinstance(p, NonText)]
+        if len(kept) < len(problems) and not kept:  # only non-text content: reported once for the file, below
+            continue
+        problems = kept
+        unused.update(_unused_fields(record, fmt))
         group = record.get(GROUP_FIELD)
         if group is not None and not (isinstance(group, str) and group.strip()):
             problems.append(f"'{GROUP_FIELD}' is {type(group).__name__}, but it labels the row for scoring apart: "
@@ -659,13 +836,58 @@ def validate_records(records: list, where: str, locations: list[int] | None = No
         if not problems:
             report.rows.append({**row, **({GROUP_FIELD: group.strip()} if group else {})})
             report.locations.append(n)
+    if non_text:
+        report.problems.insert(0, _non_text_problem(non_text, where, unit))
     if not report.rows and not report.problems:
         report.problems.append(f"{where}: no examples; every record is empty")
     if report.problems:
         report.rows, report.locations = [], []
     else:
         report.warnings = dataset_warnings(report)
+        report.notes = _notes(report.rows, unused, report.records)
     return report
+
+
+def _non_text_problem(non_text: dict[str, list[int]], where: str, unit: str) -> str:
+    """One message for every record of a file that holds images, audio or files, whatever part types they use."""
+    records = sorted({n for ns in non_text.values() for n in ns})
+    kinds = "; ".join(f"{kind.replace('_', ' ')}s in {_n(len(ns), 'record')} ({unit}s {_some(ns)})"
+                      for kind, ns in non_text.items())
+    return (f"{where}: {_n(len(records), 'record')} {'holds' if len(records) == 1 else 'hold'} content that is not "
+            f"text ({kinds}). The course fine-tunes text-only language models, which would never see it, so these "
+            "records are refused rather than trained without it: remove the non-text parts (keeping the text) or "
+            "those records, or fine-tune a vision-language model (outside this course)")
+
+
+def _unused_fields(record: dict, fmt: str) -> list[str]:
+    """The fields (and message keys) of a record that the converted row leaves out, such as 'id' or 'messages[].refusal'."""
+    names = [k for k in record if k not in FIELDS[fmt] and k != GROUP_FIELD]
+    for name in ("messages", "conversations", "prompt", "completion"):
+        msgs = record.get(name)
+        if name in FIELDS[fmt] and isinstance(msgs, list):
+            own = ("from", "value") if name == "conversations" else ("role", "content")
+            names += sorted({f"{name}[].{k}" for m in msgs if isinstance(m, dict) for k in m
+                             if k not in own and k not in MESSAGE_KEYS})
+    return names
+
+
+def _notes(rows: list[dict], unused: dict[str, int], records: int) -> list[str]:
+    """What a valid file holds that is worth knowing before training: fields left out, tool use, weight-0 turns."""
+    notes = []
+    if unused:
+        fields = ", ".join(f"{k!r} ({'every record' if c == records else _n(c, 'record')})" for k, c in unused.items())
+        notes.append(f"not used for training, left out of the converted rows: {fields}; rename a field with --map "
+                     "old=new if it holds what the model should learn")
+    calls = sum(len(m.get("tool_calls", [])) for r in rows for m in r.get("messages", []))
+    if calls:
+        users = sum(any("tool_calls" in m for m in r.get("messages", [])) for r in rows)
+        notes.append(f"{_n(users, 'example')} with {_n(calls, 'tool call')}: the model's chat template must render "
+                     "tool calls and results (checked when the data meets the tokenizer); the calls are trained like "
+                     "any reply")
+    silent = sum(m.get("weight") == 0 for r in rows for m in r.get("messages", []))
+    if silent:
+        notes.append(f"{_n(silent, 'assistant reply')} with weight 0: kept as context, with no loss on them")
+    return notes
 
 
 def dataset_warnings(report: ValidationReport, tokenizer=None, max_length: int | None = None) -> list[str]:
@@ -707,7 +929,9 @@ def dataset_warnings(report: ValidationReport, tokenizer=None, max_length: int |
 
 def _n(count: int, noun: str) -> str:
     """'1 example', '3 examples'."""
-    return f"{count} {noun}" + ("" if count == 1 else "s")
+    if count == 1:
+        return f"1 {noun}"
+    return f"{count} {noun[:-1]}ies" if re.search(r"[^aeiou]y$", noun) else f"{count} {noun}s"
 
 
 def _some(items: list, k: int = 5) -> str:

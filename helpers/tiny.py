@@ -21,11 +21,20 @@ from pathlib import Path
 from .paths import DATA_DIR
 
 # The chat template. `{% generation %}` marks what the assistant says, so TRL can train on those tokens only
-# (assistant_only_loss). The end-of-turn token sits inside the markers: the model must learn to stop.
+# (assistant_only_loss). The end-of-turn token sits inside the markers: the model must learn to stop. It renders
+# tools as transformers' chat templates do: the definitions (`tools=`) first, an assistant's `tool_calls` as
+# <tool_call>{"name": ..., "arguments": ...}</tool_call> inside its turn (trained like any reply), and role "tool"
+# results as their own turns. A conversation without tools renders exactly as before tools were added.
 CHAT_TEMPLATE = (
+    "{% if tools %}{{ '<|system|>\nTools you can call:\n' }}"
+    "{% for tool in tools %}{{ tool | tojson }}{{ '\n' }}{% endfor %}{{ '<|end|>\n' }}{% endif %}"
     "{% for message in messages %}"
     "{% if message['role'] == 'assistant' %}"
-    "{{ '<|assistant|>\n' }}{% generation %}{{ message['content'] + '<|end|>' }}{% endgeneration %}{{ '\n' }}"
+    "{{ '<|assistant|>\n' }}{% generation %}{{ message['content'] }}"
+    "{% if message.tool_calls %}{% for call in message.tool_calls %}"
+    "{{ '<tool_call>' + ({'name': call.function.name, 'arguments': call.function.arguments} | tojson) + '</tool_call>' }}"
+    "{% endfor %}{% endif %}"
+    "{{ '<|end|>' }}{% endgeneration %}{{ '\n' }}"
     "{% else %}"
     "{{ '<|' + message['role'] + '|>\n' + message['content'] + '<|end|>\n' }}"
     "{% endif %}"

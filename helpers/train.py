@@ -89,8 +89,9 @@ def loss_mask_flags(t: TrainConfig, tokenizer) -> dict:
     """Which tokens carry the loss: the answers only (t.assistant_only_loss), or every token, the prompt included.
 
     With {% generation %} markers the data stays `messages` and assistant_only_loss masks all but the assistant
-    turns; without them `to_sft_format` makes prompt/completion pairs and completion_only_loss masks the prompt
-    (on `messages` data it has nothing to mask, so it is harmless there).
+    turns; without them (or with weight-0 turns) `to_sft_format` makes one prompt/completion row per trained turn and
+    completion_only_loss masks the rest (on `messages` data it has nothing to mask, so it is harmless there; on
+    prompt/completion rows with markers both masks apply, which leaves the completion's assistant tokens).
     """
     return {"assistant_only_loss": t.assistant_only_loss and has_generation_markers(tokenizer),
             "completion_only_loss": t.assistant_only_loss}
@@ -113,8 +114,8 @@ def make_trainer(cfg: RunConfig, run: RunDir, model, tokenizer, splits, callback
         trainer = SFTTrainer(
             model=model,
             args=args,
-            train_dataset=to_sft_format(splits["train"], tokenizer),
-            eval_dataset=to_sft_format(splits["validation"], tokenizer),
+            train_dataset=to_sft_format(splits["train"], tokenizer, cfg.train.assistant_only_loss),
+            eval_dataset=to_sft_format(splits["validation"], tokenizer, cfg.train.assistant_only_loss),
             processing_class=tokenizer,
             callbacks=course_callbacks(cfg, args) + list(callbacks or []),
         )

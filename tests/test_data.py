@@ -88,7 +88,7 @@ def test_hub_code_path_reads_and_checks_like_a_local_file(tmp_path):
     assert problems == [f"{tmp_path}[train]: every record has the fields 'question', 'answer'; none is a field the "
                         "course knows; rename them with --map question=instruction,answer=output (known fields: "
                         "chosen, completion, conversations, input, instruction, messages, output, prompt, rejected, "
-                        "system, text)"]
+                        "system, text, tools)"]
     reports = read_hub_dataset(str(tmp_path), mapping={"question": "instruction", "answer": "output"})
     assert reports["train"].rows[3]["messages"][1]["content"] == "6"
     (tmp_path / "test.jsonl").write_text(json.dumps({"question": "What is 1 + 1?", "answer": " "}) + "\n")

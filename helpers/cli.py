@@ -55,7 +55,7 @@ def cmd_check(args) -> int:
 def cmd_validate_data(args) -> int:
     from .config import make_config
     from .data import dataset_reports
-    from .formats import dataset_warnings
+    from .formats import length_warning
     from .machine import detect_profile
 
     reports = list(dataset_reports(args.path, args.format, args.map).values())
@@ -65,7 +65,8 @@ def cmd_validate_data(args) -> int:
         max_length = args.max_length or cfg.train.max_length
         tokenizer = _tokenizer_or_none(cfg)
         for r in reports:
-            r.warnings = dataset_warnings(r, tokenizer, max_length)
+            long = length_warning(r, tokenizer, max_length) if tokenizer is not None else None
+            r.warnings += [long] if long else []
         if tokenizer is None:
             print(f"note: token lengths not checked: the tokenizer of {cfg.model.model_id} could not be loaded")
         else:

@@ -13,6 +13,7 @@ import json
 import random
 import re
 import unicodedata
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .config import RunConfig
@@ -133,8 +134,15 @@ def load_raw_splits(source: str, fmt: str | None = None, mapping: dict | str | N
 
 
 # --- cleaning -------------------------------------------------------------------------------------------------
+# What clean_text changes: a carriage return, spaces before a line end, three line ends in a row.
+UNTIDY = re.compile(r"\r|[^\S\n]\n|\n\n\n")
+NON_WORD = re.compile(r"[\W_]+")
+
+
 def clean_text(text: str) -> str:
     """Unix line ends, no trailing spaces on a line, at most one blank line in a row, no space at either end."""
+    if not UNTIDY.search(text):  # most texts are tidy already: skip the rebuild
+        return text.strip()
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = "\n".join(line.rstrip() for line in text.split("\n"))
     return re.sub(r"\n{3,}", "\n\n", text).strip()
@@ -152,7 +160,7 @@ def normalized_key(row: dict) -> str:
         for m in row[name]:
             text = unicodedata.normalize("NFKC", m["content"]).casefold()
             extra = {k: v for k, v in m.items() if k not in ("role", "content")}
-            parts.append(m["role"] + ":" + " ".join(re.sub(r"[\W_]+", " ", text).split())
+            parts.append(m["role"] + ":" + NON_WORD.sub(" ", text).strip()
                          + (json.dumps(extra, sort_keys=True) if extra else ""))
         fields.append("|".join(parts))
     return "||".join(fields) + (row.get("tools") or "")
@@ -389,20 +397,55 @@ def token_lengths(rows: list[dict], tokenizer) -> list[int]:
     """Tokens per example after the chat template: what max_length is compared with (for a preference pair, the
     prompt with the longer of its two replies).
 
+    The same count as `len(tokenizer.apply_chat_template(messages)["input_ids"])`, done in batches (the template
+    renders the texts, the fast tokenizer encodes a batch on every core), with a progress bar after 2 seconds.
     Counting a long example makes transformers warn "Token indices sequence length is longer than the specified
     maximum ... will result in indexing errors": nothing is fed to the model here, and the examples longer than
     max_length are reported by name (and removed by cleaning), so that warning is silenced while counting.
     """
+    from tqdm.auto import tqdm
     from transformers.utils import logging as hf_logging
 
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
+    batches = [rows[start:start + 2000] for start in range(0, len(rows), 2000)]
+    lengths, pending = [], None
+    # The Rust tokenizer encodes one batch (on every core, without holding Python's lock) while Python renders the next.
     try:
-        return [max(len(tokenizer.apply_chat_template(c, tokenize=True, return_dict=True,
-                                                      **_template_kwargs(r))["input_ids"])
-                    for c in _conversations(r)) for r in rows]
+        with ThreadPoolExecutor(1) as pool, tqdm(total=len(rows), desc="counting tokens", unit=" examples", delay=2,
+                                                 leave=False) as bar:
+            for batch in batches + [None]:
+                job = batch and pool.submit(_token_counts, tokenizer,
+                                            [_render(tokenizer, c, r) for r in batch for c in _conversations(r)])
+                if pending:
+                    done, counts = pending[0], iter(pending[1].result())
+                    lengths += [max(next(counts) for _ in _conversations(r)) for r in done]
+                    bar.update(len(done))
+                pending = batch and (batch, job)
     finally:
         hf_logging.set_verbosity(level)
+    return lengths
+
+
+def _token_counts(tokenizer, texts: list[str]) -> list[int]:
+    """How many tokens each text is (as apply_chat_template counts them: no special tokens added), encoded as one
+    batch by the Rust tokenizer (every core) where the tokenizer has one."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    truncation, padding = backend.truncation, backend.padding  # a saved tokenizer may carry either: counts need none
+    backend.no_truncation(), backend.no_padding()
+    try:
+        return [len(e.ids) for e in backend.encode_batch(texts, add_special_tokens=False)]
+    finally:
+        if truncation:
+            backend.enable_truncation(**truncation)
+        if padding:
+            backend.enable_padding(**{k: v for k, v in padding.items() if k != "length" or v})
+
+
+def _render(tokenizer, messages: list[dict], row: dict) -> str:
+    return tokenizer.apply_chat_template([_plain(m) for m in messages], tokenize=False, **_template_kwargs(row))
 
 
 def _conversations(row: dict) -> list[list[dict]]:

@@ -150,17 +150,15 @@ def read_records(path: str | Path) -> tuple[list, list[int], str]:
                         + ", ".join(EXTENSIONS))
     if suffix == ".parquet":
         return _read_parquet(path)
+    if suffix == ".jsonl":
+        return _read_jsonl(path)
     text = _read_text(path)
-    return {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv}[suffix](path, text)
+    return {".json": _read_json, ".csv": _read_csv}[suffix](path, text)
 
 
 def _read_text(path: Path) -> str:
+    _check_text_start(path)
     data = path.read_bytes()
-    if not data:
-        raise DataError(f"{path}: the file is empty (0 bytes); write the examples into it, one per line for .jsonl")
-    if b"\x00" in data[:8192]:
-        raise DataError(f"{path}: this is a binary file, not text; export the data as .jsonl, .json, .csv or "
-                        ".parquet (and check that this is the file you meant)")
     try:
         text = data.decode("utf-8-sig")  # a byte-order mark (Excel, Notepad) is fine
     except UnicodeDecodeError as e:
@@ -172,22 +170,44 @@ def _read_text(path: Path) -> str:
     return text
 
 
-def _read_jsonl(path: Path, text: str) -> tuple[list, list[int], str]:
-    records, lines, problems = [], [], []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-            lines.append(n)
-        except json.JSONDecodeError as e:
-            problems.append(f"{path}:{n}: not valid JSON ({e.msg}, column {e.colno}); each line must be one "
-                            "complete JSON object, such as {\"instruction\": ..., \"output\": ...}")
-    if problems and text.lstrip().startswith("["):
+def _read_jsonl(path: Path) -> tuple[list, list[int], str]:
+    """One record per line, read line by line: the file's text is never held whole beside its records."""
+    _check_text_start(path)
+    records, lines, problems, first = [], [], [], None
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if n == 1 else "utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}:{n}: not UTF-8 text (byte 0x{raw[e.start]:02x}); save the file with UTF-8 "
+                                "encoding") from None
+            if not line.strip():
+                continue
+            first = line if first is None else first
+            try:
+                records.append(json.loads(line))
+                lines.append(n)
+            except json.JSONDecodeError as e:
+                problems.append(f"{path}:{n}: not valid JSON ({e.msg}, column {e.colno}); each line must be one "
+                                "complete JSON object, such as {\"instruction\": ..., \"output\": ...}")
+    if first is None:
+        raise DataError(f"{path}: the file holds only blank lines or spaces; write the examples into it")
+    if problems and first.lstrip().startswith("["):
         raise DataError(f"{path}:1: this looks like a JSON array, not JSON Lines; rename the file to .json")
     if problems:
         raise DataError(_capped(problems))
     return records, lines, "line"
+
+
+def _check_text_start(path: Path) -> None:
+    """An empty or binary file, told apart from a text file by its first bytes."""
+    with open(path, "rb") as f:
+        head = f.read(8192)
+    if not head:
+        raise DataError(f"{path}: the file is empty (0 bytes); write the examples into it, one per line for .jsonl")
+    if b"\x00" in head:
+        raise DataError(f"{path}: this is a binary file, not text; export the data as .jsonl, .json, .csv or "
+                        ".parquet (and check that this is the file you meant)")
 
 
 def _read_json(path: Path, text: str) -> tuple[list, list[int], str]:
@@ -728,7 +748,10 @@ def _sharegpt_reply(value, name: str) -> tuple[list[dict], list[str]]:
 
 def reply_text(row: dict) -> str:
     """The reply a converted row trains towards: its final assistant message, or a pair's chosen one."""
-    return (row["chosen"] if "chosen" in row else row["messages"])[-1]["content"]
+    last = (row["chosen"] if "chosen" in row else row["messages"])[-1]
+    calls = [f"{c['function']['name']}({json.dumps(c['function']['arguments'], ensure_ascii=False)})"
+             for c in last.get("tool_calls") or []]
+    return last["content"] or " ".join(calls)
 
 
 def _map_hint(keys: list[str]) -> str:
@@ -792,24 +815,25 @@ def validate_records(records: list, where: str, locations: list[int] | None = No
         report.problems.append(schema)
         return report
     detected, non_text, unused = {}, {}, Counter()
-    for n, record in zip(locations, records):
-        if not _is_blank(record):
-            detected.setdefault(detect_format(record), []).append(n)
+    owns = [None if _is_blank(record) else detect_format(record) for record in records]  # "" marks a blank record
+    owns = ["" if own is None and _is_blank(record) else own for own, record in zip(owns, records)]
+    for n, own in zip(locations, owns):
+        if own != "":
+            detected.setdefault(own, []).append(n)
     formats = [f for f in detected if f is not None]
     if fmt is None:
         fmt = max(formats, key=lambda f: len(detected[f])) if formats else None
     report.format = fmt
     report.records = sum(len(ns) for ns in detected.values())
-    for n, record in zip(locations, records):
+    for n, record, own in zip(locations, records, owns):
         at = f"{where}:{n}:"
-        if _is_blank(record):
+        if own == "":
             report.empty.append(n)
             continue
         if not isinstance(record, dict):
             report.problems.append(f"{at} a JSON {type(record).__name__}, but each record must be an object "
                                    "with named fields, such as {\"instruction\": ..., \"output\": ...}")
             continue
-        own = detect_format(record)
         if own is None:
             report.problems.append(f"{at} the fields are {', '.join(map(repr, record))}; {_map_hint(list(record))}")
             continue
@@ -916,15 +940,20 @@ def dataset_warnings(report: ValidationReport, tokenizer=None, max_length: int |
         warnings.append(f"{_n(len(short), 'chosen reply' if pairs else 'reply')} shorter than {SHORT_REPLY} characters "
                         f"({unit}s {_some(short)}); "
                         "check they are meant to be that short")
-    if tokenizer is not None and max_length:
-        from .data import token_lengths
+    long = length_warning(report, tokenizer, max_length) if tokenizer is not None and max_length else None
+    return warnings + ([long] if long else [])
 
-        long = [(n, k) for n, k in zip(report.locations, token_lengths(rows, tokenizer)) if k > max_length]
-        if long:
-            warnings.append(f"{_n(len(long), noun)} longer than max_length={max_length} tokens (longest "
-                            f"{max(k for _, k in long)}, {unit}s {_some([n for n, _ in long])}): they would be "
-                            "truncated, cutting off the answer; cleaning drops them, or raise max_length")
-    return warnings
+
+def length_warning(report: ValidationReport, tokenizer, max_length: int) -> str | None:
+    """The examples (or pairs) longer than max_length tokens after the chat template, if any."""
+    from .data import token_lengths
+
+    long = [(n, k) for n, k in zip(report.locations, token_lengths(report.rows, tokenizer)) if k > max_length]
+    if not long:
+        return None
+    return (f"{_n(len(long), report.noun)} longer than max_length={max_length} tokens (longest "
+            f"{max(k for _, k in long)}, {report.unit}s {_some([n for n, _ in long])}): they would be truncated, "
+            "cutting off the answer; cleaning drops them, or raise max_length")
 
 
 def _n(count: int, noun: str) -> str:
@@ -947,6 +976,6 @@ def validate_file(path: str | Path, fmt: str | None = None, mapping: dict | str 
         return ValidationReport(source=str(path), problems=str(e).splitlines())
     header_at = f"{path}:1:" if Path(path).suffix.lower() == ".csv" else None
     report = validate_records(records, str(path), locations, unit, fmt, mapping, header_at)
-    if report.ok and tokenizer is not None:
-        report.warnings = dataset_warnings(report, tokenizer, max_length)
+    long = length_warning(report, tokenizer, max_length) if report.ok and tokenizer is not None and max_length else None
+    report.warnings += [long] if long else []
     return report

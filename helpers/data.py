@@ -192,15 +192,15 @@ def clean_splits(reports: dict[str, ValidationReport], tokenizer=None,
              "exact_duplicates": 0, "near_duplicates": 0, "too_long": 0, "also_in_eval_splits": 0}
         removed += [{"split": split, report.unit: n, "reason": "empty record", "text": ""} for n in report.empty]
         lengths = token_lengths(report.rows, tokenizer) if tokenizer is not None and max_length else None
-        exact, near, kept = set(), set(), []
+        near, kept = {}, []  # normalized key -> the rows seen with it (an exact duplicate also shares that key)
         for i, (n, row) in enumerate(zip(report.locations, report.rows)):
             tidy = _tidy(row)
             c["whitespace_fixed"] += tidy != row
-            key, nkey = json.dumps(tidy, ensure_ascii=False), normalized_key(tidy)
-            reason = ("exact_duplicates" if key in exact else "near_duplicates" if nkey in near
+            nkey = normalized_key(tidy)
+            reason = ("exact_duplicates" if tidy in near.get(nkey, ()) else "near_duplicates" if nkey in near
                       else "too_long" if lengths and split != "test" and lengths[i] > max_length
                       else "also_in_eval_splits" if split == "train" and nkey in held_out else None)
-            exact.add(key), near.add(nkey)
+            near.setdefault(nkey, []).append(tidy)
             if reason:
                 c[reason] += 1
                 removed.append({"split": split, report.unit: n, "reason": reason.replace("_", " "),

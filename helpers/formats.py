@@ -173,9 +173,13 @@ def _read_text(path: Path) -> str:
 def _read_jsonl(path: Path) -> tuple[list, list[int], str]:
     """One record per line, read line by line: the file's text is never held whole beside its records."""
     _check_text_start(path)
+    from tqdm.auto import tqdm
+
     records, lines, problems, first = [], [], [], None
-    with open(path, "rb") as f:
+    with open(path, "rb") as f, tqdm(total=path.stat().st_size, desc=f"reading {path.name}", unit="B",
+                                     unit_scale=True, delay=2, leave=False) as bar:
         for n, raw in enumerate(f, start=1):
+            bar.update(len(raw))
             try:
                 line = raw.decode("utf-8-sig" if n == 1 else "utf-8").rstrip("\r\n")
             except UnicodeDecodeError as e:
@@ -825,7 +829,11 @@ def validate_records(records: list, where: str, locations: list[int] | None = No
         fmt = max(formats, key=lambda f: len(detected[f])) if formats else None
     report.format = fmt
     report.records = sum(len(ns) for ns in detected.values())
-    for n, record, own in zip(locations, records, owns):
+    from tqdm.auto import tqdm
+
+    checking = tqdm(zip(locations, records, owns), total=len(records), desc="checking records", unit=" records",
+                    delay=2, leave=False)
+    for n, record, own in checking:
         at = f"{where}:{n}:"
         if own == "":
             report.empty.append(n)

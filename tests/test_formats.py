@@ -22,7 +22,7 @@ MALFORMED = [
     ("number_output.json", {}, "number_output.json:1:", "'output' is a number (42)"),
     ("messages_string.jsonl", {}, "messages_string.jsonl:1:", "'messages' is a string, but it must be a list"),
     ("null_content.jsonl", {}, "null_content.jsonl:2:", "message 1 (user) content is missing (null)"),
-    ("unknown_role.jsonl", {}, "unknown_role.jsonl:3:", "message 2 has role 'bot'; use one of system, user, assistant"),
+    ("unknown_role.jsonl", {}, "unknown_role.jsonl:3:", "message 2 has role 'bot'; use one of system, user, assistant, tool"),
     ("sharegpt_bad_from.json", {}, "sharegpt_bad_from.json:2:", "message 2 has from 'robot'"),
     ("no_assistant.jsonl", {}, "no_assistant.jsonl:2:", "no assistant reply"),
     ("trailing_user.jsonl", {}, "trailing_user.jsonl:1:", "the last message is from the user"),
@@ -64,6 +64,26 @@ MALFORMED = [
     ("pair_missing_rejected.csv", {}, "pair_missing_rejected.csv:1:", "the 'preference' format needs chosen, rejected: "
                                                                        "'rejected' missing"),
     ("pair_no_prompt.csv", {}, "pair_no_prompt.csv:1:", "'chosen' and 'rejected' are text, but there is no 'prompt'"),
+    # content that is not text, tools, weights
+    ("image_parts.jsonl", {}, "image_parts.jsonl:", "3 records hold content that is not text (image url parts in 2 "
+                                                    "records (lines 1, 4); input audio parts in 1 record (lines 3))"),
+    ("image_parts.jsonl", {}, "image_parts.jsonl:", "remove the non-text parts (keeping the text) or those records, or "
+                                                    "fine-tune a vision-language model"),
+    ("images_field.jsonl", {}, "images_field.jsonl:", "2 records hold content that is not text ('images' fields in 2 "
+                                                      "records (lines 1, 2))"),
+    ("tool_result_first.jsonl", {}, "tool_result_first.jsonl:1:", "message 2 is a tool result, but no tool call is "
+                                                                  "waiting for it"),
+    ("tool_call_bad_arguments.jsonl", {}, "tool_call_bad_arguments.jsonl:1:", "message 2, tool call 1 (get_weather): "
+                                                                              "'arguments' is not valid JSON"),
+    ("tool_call_no_name.jsonl", {}, "tool_call_no_name.jsonl:1:", "message 2, tool call 1 has no function name"),
+    ("tool_undefined.jsonl", {}, "tool_undefined.jsonl:1:", "the assistant calls 'book_room', which 'tools' does not "
+                                                            "define (it defines 'get_weather')"),
+    ("tool_wrong_id.jsonl", {}, "tool_wrong_id.jsonl:1:", "message 3 answers tool_call_id 'call_9', but the waiting "
+                                                          "calls are 'call_1'"),
+    ("bad_weight.jsonl", {}, "bad_weight.jsonl:1:", "message 2 has weight 0.5; use 0 (do not train on this reply) or 1"),
+    ("bad_weight.jsonl", {}, "bad_weight.jsonl:2:", "message 1 (user) has a weight; only assistant messages carry one"),
+    ("bad_weight.jsonl", {}, "bad_weight.jsonl:3:", "every assistant message has weight 0, so nothing in this example "
+                                                    "is trained"),
 ]
 
 
@@ -110,6 +130,12 @@ GOOD = [  # file, arguments, format, first row's messages
     ("text.jsonl", {}, "text", [("assistant", "The river runs past the old mill.")]),
     ("mapped.csv", {"mapping": "question=instruction,answer=output"}, "instruction",
      [("user", "What is 2 + 2?"), ("assistant", "4")]),
+    ("openai_parts.jsonl", {}, "chat", [("system", "Answer briefly."), ("user", "Name the city:\n'Lunch in Oslo at noon.'"),
+                                        ("assistant", "Oslo")]),
+    ("openai_tools.jsonl", {}, "chat", [("user", "Weather in Oslo?"), ("assistant", ""),
+                                        ("tool", '{"forecast": "snow, -2 C"}'), ("assistant", "Snow in Oslo today, -2 C.")]),
+    ("sharegpt_tools.json", {}, "sharegpt", [("user", "Weather in Accra?"), ("assistant", ""),
+                                             ("tool", '{"forecast": "clear, 31 C"}'), ("assistant", "Clear in Accra, 31 C.")]),
 ]
 
 
@@ -296,3 +322,58 @@ def test_validate_data_command_reports_preference_pairs(capsys):
     assert "preference_chat.jsonl: 2 preference pairs, format 'preference', valid" in capsys.readouterr().out
     assert cli.main(["validate-data", str(BAD / "pair_identical.jsonl"), "--format", "preference"]) == 2
     assert "pair_identical.jsonl:2: 'chosen' and 'rejected' are the same reply" in capsys.readouterr().out
+
+
+def test_tool_calls_come_out_as_chat_templates_take_them():
+    """OpenAI's JSON-text arguments and ShareGPT's function_call turns both become {"type": "function", "function":
+    {"name", "arguments": dict}}; tool results keep their tool_call_id; tools are kept as the JSON text TRL reads."""
+    rows = validate_file(CASES / "good" / "openai_tools.jsonl").rows
+    call = {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}, "id": "call_1"}
+    assert rows[0]["messages"][1] == {"role": "assistant", "content": "", "tool_calls": [call]}
+    assert rows[0]["messages"][2] == {"role": "tool", "content": '{"forecast": "snow, -2 C"}', "tool_call_id": "call_1"}
+    assert json.loads(rows[0]["tools"])[0]["function"]["name"] == "get_weather" and rows[0]["tools"] == rows[1]["tools"]
+    assert [c["id"] for c in rows[1]["messages"][1]["tool_calls"]] == ["a", "b"], "parallel calls, two results"
+    sharegpt = validate_file(CASES / "good" / "sharegpt_tools.json").rows[0]
+    assert sharegpt["messages"][1]["tool_calls"] == [{"type": "function", "function": {
+        "name": "get_weather", "arguments": {"city": "Accra"}}}]
+    assert json.loads(sharegpt["tools"]) == json.loads(rows[0]["tools"])
+
+
+def test_weights_are_kept_only_where_they_silence_a_turn_and_the_summary_says_so():
+    report = validate_file(CASES / "good" / "openai_parts.jsonl")
+    msgs = report.rows[1]["messages"]
+    assert msgs[1] == {"role": "assistant", "content": "Hello.", "weight": 0} and "weight" not in msgs[3]
+    assert "note: 1 assistant reply with weight 0: kept as context, with no loss on them" in report.summary()
+
+
+def test_fields_that_are_dropped_are_named_once_and_nothing_else_is_lost(tmp_path):
+    rows = [{"id": i, "source": "web", "messages": [{"role": "user", "content": f"Q{i}"},
+                                                    {"role": "assistant", "content": f"A{i}", "refusal": None}]}
+            for i in range(60)]
+    path = tmp_path / "extra.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = validate_file(path)
+    notes = [n for n in report.notes if "left out" in n]
+    assert notes == ["not used for training, left out of the converted rows: 'id' (every record), 'source' (every "
+                     "record), 'messages[].refusal' (every record); rename a field with --map old=new if it holds "
+                     "what the model should learn"]
+    assert report.summary().count("left out") == 1
+    assert [m["content"] for m in report.rows[59]["messages"]] == ["Q59", "A59"]
+
+
+def test_one_non_text_message_per_file_however_many_records():
+    rows = [{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": f"{i}.png"}},
+                                                       {"type": "text", "text": "What is it?"}]},
+                          {"role": "assistant", "content": "A cat."}]} for i in range(500)]
+    report = validate_records(rows, "photos.jsonl")
+    assert len(report.problems) == 1 and not report.rows
+    assert report.problems[0].startswith("photos.jsonl: 500 records hold content that is not text (image url parts "
+                                         "in 500 records (lines 1, 2, 3, 4, 5 and 495 more))")
+
+
+def test_a_record_with_other_problems_besides_images_is_told_both():
+    rows = [{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "a.png"}}]},
+                          {"role": "assistant", "content": "x"}]},
+            {"messages": [{"role": "user", "content": "Hi"}, {"role": "bot", "content": "Hello"}]}]
+    problems = validate_records(rows, "mix.jsonl").problems
+    assert len(problems) == 2 and "not text" in problems[0] and problems[1].startswith("mix.jsonl:2: message 2 has role")

@@ -54,8 +54,8 @@ def cmd_check(args) -> int:
 
 def cmd_validate_data(args) -> int:
     from .config import make_config
-    from .data import dataset_reports
-    from .formats import length_warning
+    from .data import check_template_renders, dataset_reports
+    from .formats import DataError, length_warning
     from .machine import detect_profile
 
     reports = list(dataset_reports(args.path, args.format, args.map).values())
@@ -64,9 +64,13 @@ def cmd_validate_data(args) -> int:
         cfg.model.model_id = args.model or cfg.model.model_id
         max_length = args.max_length or cfg.train.max_length
         tokenizer = _tokenizer_or_none(cfg)
-        for r in reports:
-            long = length_warning(r, tokenizer, max_length) if tokenizer is not None else None
+        for r in reports if tokenizer is not None else []:
+            long = length_warning(r, tokenizer, max_length)
             r.warnings += [long] if long else []
+            try:  # tool calls need a template that renders them: checked here, as when the data meets the model
+                check_template_renders(tokenizer, r.rows)
+            except DataError as e:
+                r.problems.append(f"{r.source}: {e}")
         if tokenizer is None:
             print(f"note: token lengths not checked: the tokenizer of {cfg.model.model_id} could not be loaded")
         else:

@@ -88,3 +88,22 @@ def test_the_tool_use_sample_trains(tmp_path, markers):
     after = dict(model.named_parameters())
     assert all(torch.equal(before[n], after[n]) for n in before if "lora_" not in n), "a base weight changed"
     assert any(not torch.equal(before[n], after[n]) for n in before if "lora_B" in n)
+
+
+def test_validate_data_refuses_tool_data_for_a_template_that_drops_it(tmp_path, capsys):
+    """`python -m helpers validate-data FILE --model DIR`: the tiny tokenizer renders tools (exit 0); a copy whose
+    template drops them gets the one-line reason and exit 2."""
+    import shutil
+
+    from helpers import cli
+
+    assert cli.main(["validate-data", str(SAMPLE), "--profile", "tiny", "--max-length", "512"]) == 0
+    model = tmp_path / "no_tools"
+    shutil.copytree(ensure_tiny_model(), model)
+    (model / "chat_template.jinja").write_text("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>"
+                                               "{% endfor %}")
+    capsys.readouterr()
+    assert cli.main(["validate-data", str(SAMPLE), "--profile", "tiny", "--model", str(model)]) == 2
+    out = capsys.readouterr().out
+    assert "cannot render them: it drops the tool definitions, the call, its arguments" in out
+    assert "Traceback" not in out

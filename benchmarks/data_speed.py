@@ -1,7 +1,7 @@
 """How long checking and cleaning a dataset takes, and how much memory, against its size: 1k to 500k records.
 
     python benchmarks/data_speed.py [--sizes 1000,5000,10000,50000,100000,500000]
-                                    [--out benchmarks/results/data_speed_cpu.json]
+                                    [--out benchmarks/results/data_speed_cpu.json] [--plot-only]
 
 For each size it writes an Alpaca-style JSONL file (instruction, an input on 40% of the records, output; about 420
 bytes a record, built deterministically from the words of data/corpus.txt) and runs, each in a new process as a
@@ -73,6 +73,7 @@ def plot(results: list[dict], out: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     n = [r["records"] for r in results]
@@ -81,10 +82,13 @@ def plot(results: list[dict], out: Path) -> None:
         right.plot(n, [r[key]["peak_mib"] for r in results], "o-", label=label)
     left.axhline(10, color="tab:red", ls="--", lw=1, label="target at 50k: 10 s")
     right.axhline(1024, color="tab:red", ls="--", lw=1, label="target at 50k: 1 GiB")
-    for ax, title in ((left, "wall time, process start to end (s)"), (right, "peak memory (MiB)")):
+    for ax, title, ticks in ((left, "wall time, process start to end (s)", [2, 5, 10, 20, 50, 100]),
+                             (right, "peak memory (MiB)", [250, 500, 1000, 2000])):
         ax.set_xscale("log"), ax.set_yscale("log"), ax.set_xlabel("records (Alpaca-style JSONL)")
+        ax.set_yticks(ticks)
         ax.set_title(title), ax.grid(alpha=0.3, which="both"), ax.axvline(50_000, color="grey", lw=0.8)
         ax.legend(fontsize=8)
+        ax.yaxis.set_major_formatter(ScalarFormatter()), ax.yaxis.set_minor_formatter(NullFormatter())
     fig.suptitle("Checking and cleaning a dataset on 2 CPU cores (tiny profile's tokenizer)")
     fig.tight_layout()
     fig.savefig(out, dpi=120)
@@ -96,7 +100,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,5000,10000,50000,100000,500000")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from the JSON already at --out")
     args = parser.parse_args()
+    if args.plot_only:
+        plot(json.loads(args.out.read_text(encoding="utf-8"))["results"], args.out.with_suffix(".png"))
+        return 0
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(s) for s in args.sizes.split(",")):

@@ -937,7 +937,7 @@ def dataset_warnings(report: ValidationReport, tokenizer=None, max_length: int |
         warnings.append(f"{_n(len(report.empty), 'empty record')} skipped ({unit}s {_some(report.empty)})")
     seen, dupes = {}, []
     for n, row in zip(report.locations, rows):
-        key = json.dumps({k: v for k, v in row.items() if k != GROUP_FIELD}, ensure_ascii=False)
+        key = repr({k: v for k, v in row.items() if k != GROUP_FIELD} if GROUP_FIELD in row else row)
         if key in seen:
             dupes.append(f"{n} = {seen[key]}")
         seen.setdefault(key, n)

@@ -16,8 +16,13 @@ Preference pairs, for preference tuning (DPO), not for supervised fine-tuning:
                          {"chosen", "rejected"}  (two conversations sharing the prompt)           TRL's implicit prompt
     sharegpt_preference  {"conversations", "chosen": {"from", "value"}, "rejected": {...}}        ShareGPT style
 
-SFT records become `{"messages": [...]}`; a pair becomes TRL's explicit-prompt conversational row
-`{"prompt": [messages], "chosen": [assistant messages], "rejected": [assistant messages]}`.
+A message's `content` may be text or a list of text parts (joined with a line break); image, audio or file parts
+and media fields (`images`, ...) are refused with one message per file. Chat and ShareGPT records may call tools as
+transformers' chat templates take them: `tools` definitions, assistant `tool_calls` (ShareGPT: `function_call`
+turns), `tool` results (ShareGPT: `observation`); an assistant message with `"weight": 0` is context, not a target.
+
+SFT records become `{"messages": [...]}` (plus `"tools"` as JSON text); a pair becomes TRL's explicit-prompt
+conversational row `{"prompt": [messages], "chosen": [assistant messages], "rejected": [assistant messages]}`.
 
 Files: `.jsonl` (one record per line), `.json` (an array of records), `.csv` (a header row), `.parquet`.
 Problems are reported as `FILE:N: what is wrong, and how to fix it`, where N is the 1-based line of a JSONL or

@@ -131,7 +131,7 @@ def build_course(settings: BenchSettings, job: Job, splits, out_dir: Path):
     model = apply_lora(model, cfg)
     extra = {"train_sampling_strategy": job.changes["sampling"]} if "sampling" in job.changes else {}
     trainer = make_trainer(cfg, RunDir(out_dir), model, tokenizer, splits, eval_strategy="no", save_strategy="no",
-                           disable_tqdm=True, **extra)
+                           disable_tqdm=True, report_to="none", **extra)
     return trainer, tokenizer
 
 

@@ -409,7 +409,7 @@ def measure_training_peak(cfg: RunConfig, seq_len: int, steps: int = 2) -> dict:
     cfg.train.max_length, cfg.train.max_steps, cfg.train.gradient_accumulation_steps = seq_len, steps, 1
     with tempfile.TemporaryDirectory() as tmp:
         trainer = make_trainer(cfg, RunDir(Path(tmp)), model, tokenizer, splits, save_strategy="no",
-                               eval_strategy="no", logging_steps=steps, disable_tqdm=True)
+                               eval_strategy="no", logging_steps=steps, disable_tqdm=True, report_to="none")
         trainer.train()
     if on_gpu:
         peak = torch.cuda.max_memory_allocated() - start

@@ -134,6 +134,7 @@ class TrainConfig(_Checked):
     eval_steps: int = 20
     save_steps: int = 50
     seed: int = 0
+    report_to: str = "none"  # an experiment tracker writing into the run's logs/ folder: "tensorboard" or "trackio"
 
     RULES = {
         "learning_rate": _rule(lambda v: isinstance(v, (int, float)) and 0 < v < 1, "a positive number below 1 (LoRA: 1e-4 to 5e-3)"),
@@ -153,6 +154,8 @@ class TrainConfig(_Checked):
         "logging_steps": _positive_int,
         "eval_steps": _positive_int,
         "save_steps": _positive_int,
+        "report_to": _rule(lambda v: v in ("none", "tensorboard", "trackio"),
+                           "'none' (no tracker), 'tensorboard' or 'trackio' (both work offline)"),
     }
 
 

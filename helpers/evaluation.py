@@ -180,7 +180,7 @@ def base_trainer_for(cfg: RunConfig, run: RunDir, splits):
     from .train import make_trainer
 
     base, tokenizer = load_model_and_tokenizer(cfg)
-    return make_trainer(cfg, run, base.eval(), tokenizer, splits)
+    return make_trainer(cfg, run, base.eval(), tokenizer, splits, report_to="none")  # measures, logs nothing
 
 
 def interpret_comparison(results: dict, baselines: dict | None = None) -> str:
@@ -448,7 +448,7 @@ def evaluate_run(cfg: RunConfig, run: RunDir, n_side_by_side: int = 8) -> dict:
     splits = load_splits(cfg, run)
     model, tokenizer = load_finetuned(cfg, run)
     rows = list(splits["test"])
-    comparison = compare_models(model, tokenizer, cfg, make_trainer(cfg, run, model, tokenizer, splits), rows,
+    comparison = compare_models(model, tokenizer, cfg, make_trainer(cfg, run, model, tokenizer, splits, report_to="none"), rows,
                                 base_trainer=base_trainer_for(cfg, run, splits))
     pairs = side_by_side(rows, comparison["predictions"], n=n_side_by_side)
     history = run.read_json("train_summary.json", made_by="04_training_sft")["log_history"]

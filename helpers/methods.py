@@ -93,7 +93,7 @@ def method_trainer(cfg: RunConfig, scratch: RunDir, splits):
 
     model, tokenizer = load_model_and_tokenizer(cfg)
     model = prepare_for_training(model, cfg)
-    return make_trainer(cfg, scratch, model, tokenizer, splits, save_strategy="no")
+    return make_trainer(cfg, scratch, model, tokenizer, splits, save_strategy="no", report_to="none")
 
 
 def measure_method(trainer, cfg: RunConfig, test_rows: list[dict], texts: list[str]) -> dict:

@@ -15,6 +15,7 @@ from .config import RunConfig, TrainConfig
 from .data import has_generation_markers, load_splits, to_sft_format
 from .machine import process_state
 from .rundir import RunDir
+from .tracking import prepare_tracker
 
 
 def precision_flags(cfg: RunConfig) -> dict:
@@ -75,7 +76,8 @@ def build_sft_config(cfg: RunConfig, run: RunDir, tokenizer, **overrides):
         metric_for_best_model="eval_loss" if early else None,
         greater_is_better=False if early else None,
         seed=t.seed,
-        report_to="none",
+        run_name=cfg.run_name,
+        report_to=t.report_to,  # `prepare_tracker` points it at the run's logs/ folder
     ), **overrides})
 
 
@@ -106,6 +108,8 @@ def make_trainer(cfg: RunConfig, run: RunDir, model, tokenizer, splits, callback
     """
     from trl import SFTTrainer
 
+    if overrides.get("report_to", cfg.train.report_to) != "none":
+        prepare_tracker(cfg, run)  # before SFTConfig: building it already imports the tracker, which reads its folder
     args = build_sft_config(cfg, run, tokenizer, **overrides)
     # TRL prepares each split in four passes, each with a progress bar: eight bars that, on the shipped 432 rows,
     # flash by in under a second. Show them only for large datasets, where preparing takes long enough to watch.
@@ -421,11 +425,18 @@ def ensure_adapter(cfg: RunConfig, run: RunDir) -> None:
 
 
 def collect_run_histories(runs_root: Path) -> dict[str, list[dict]]:
-    """Each run's log history by run name, from runs_root/*/train_summary.json, for `plots.plot_run_comparison`."""
+    """Each run's log history by run name, for `plots.plot_run_comparison`: from runs_root/*/train_summary.json, or,
+    for a run that has none (cut off before the end), from its TensorBoard logs (report_to="tensorboard")."""
+    from .tracking import read_tensorboard_history, tracker_dir  # noqa: needs tensorboard only when used
+
     histories = {}
-    for path in sorted(Path(runs_root).glob("*/train_summary.json")):
+    for folder in sorted(p for p in Path(runs_root).iterdir() if p.is_dir()) if Path(runs_root).is_dir() else []:
+        path, board = folder / "train_summary.json", tracker_dir(RunDir(folder), "tensorboard")
         try:
-            histories[path.parent.name] = json.loads(path.read_text(encoding="utf-8"))["log_history"]
+            if path.exists():
+                histories[folder.name] = json.loads(path.read_text(encoding="utf-8"))["log_history"]
+            elif any(board.glob("events.out.tfevents.*")):
+                histories[folder.name] = read_tensorboard_history(board)
         except (OSError, ValueError, KeyError, TypeError) as e:  # half-written, hand-edited, or another format
-            print(f"skipped {path.parent.name}: {path.name} could not be read ({type(e).__name__}: {e})")
+            print(f"skipped {folder.name}: {path.name} could not be read ({type(e).__name__}: {e})")
     return histories

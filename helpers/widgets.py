@@ -117,6 +117,7 @@ _FIELDS = {
     "packing": ("train", "packing"),
     "answer-only loss": ("train", "assistant_only_loss"),
     "eval every (steps)": ("train", "eval_steps"),
+    "tracker": ("train", "report_to"),
 }
 
 
@@ -150,6 +151,7 @@ def hyperparameter_panel(cfg: RunConfig, n_train: int, mean_tokens: float):
         w.Checkbox(value=t.packing, description="packing"),
         w.Checkbox(value=t.assistant_only_loss, description="answer-only loss"),
         w.IntSlider(value=t.eval_steps, min=1, max=max(200, t.eval_steps), description="eval every (steps)"),
+        w.Dropdown(options=["none", "tensorboard", "trackio"], value=t.report_to, description="tracker"),
     ]
     for c in controls:
         c.style = _STYLE

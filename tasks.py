@@ -5,8 +5,9 @@
     python3 tasks.py colab     # the same tests in .venv-colab, on Google Colab's recorded library versions
 
 Set-up creates `.venv/` beside this file, installs torch==2.13.0 (CPU build) first where there is no NVIDIA GPU,
-so that pip does not pull several GB of CUDA packages, then the course (`pip install -e .[test]`). It is skipped
-when nothing it depends on has changed since the last run.
+so that pip does not pull several GB of CUDA packages, then the course (`pip install -e .[test,browser]`). It is
+skipped when nothing it depends on has changed since the last run. The browser tests (tests/test_browser.py) also
+need Debian's Chromium at /usr/bin/chromium; `.ci/run` installs it.
 
 `colab` first installs the versions Colab ships (`tests/colab_versions.txt`: ipywidgets 7, IPython 7, transformers
 5.15, datasets 4.0, ...), then the course the way a notebook's install cell does on Colab (`pip install -e .`, which
@@ -63,7 +64,9 @@ def setup(venv_dir: Path, colab: bool = False) -> Path:
         before = freeze(py)
         run(*pip, "-e", ".")  # what the notebooks' install cell runs on Colab
         report_changes(before, freeze(py))
-    run(*pip, "-e", ".[test]")  # the course and its test tools (on the colab path only pytest and nbval are new)
+    # the course and its test tools; the browser tests use JupyterLab here, and Colab's own front end, the classic
+    # Notebook of tests/colab_versions.txt, on the colab path (where only pytest, nbval and Playwright are new)
+    run(*pip, "-e", ".[test,browser-driver]" if colab else ".[test,browser]")
     stamp.write_text(key)
     return py
 

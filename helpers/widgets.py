@@ -183,12 +183,27 @@ def _panel_config(cfg: RunConfig, panel) -> tuple[RunConfig, list[str]]:
         elif isinstance(old, int):
             new = int(new)
         elif isinstance(old, float):
-            new = float(new)
+            new = slider_value(widget, old)
         try:
             setattr(target, name, new)
         except ConfigError as e:
             problems.append(f"{widget.description}: {e}")
     return trial, problems
+
+
+def slider_value(widget, start: float) -> float:
+    """A float slider's value as its readout shows it. A browser snaps a slider to its grid and sends the value back
+    with float noise, untouched: JupyterLab (ipywidgets 8) turned the panel's 4e-3 into 3.98e-3 and 5 epochs into
+    5.000000000000001, which would have trained 6. So a value within half a step of `start`, the config's value, is
+    `start`; any other is rounded to what the readout shows (two significant digits on the log scale)."""
+    new, step = float(widget.value), float(getattr(widget, "step", 0) or 0)
+    if hasattr(widget, "base"):  # FloatLogSlider: the step is in powers of the base
+        if new > 0 and start > 0 and abs(math.log(new / start, widget.base)) <= step / 2 + 1e-9:
+            return start
+        return float(f"{new:.2g}")
+    if step and abs(new - start) <= step / 2 + 1e-12:
+        return start
+    return round(round(new / step) * step, 10) if step else new
 
 
 def panel_problems(trial: RunConfig, n_train: int) -> list[str]:

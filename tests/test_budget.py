@@ -140,6 +140,22 @@ def test_panel_rejects_impossible_settings_and_applies_good_ones():
                        "lora.target_modules": ("all-linear", "attention")}
 
 
+def test_panel_ignores_the_float_noise_a_browser_sends_back():
+    from helpers.widgets import apply_panel, hyperparameter_panel
+
+    cfg = make_config("tiny")
+    panel = hyperparameter_panel(cfg, n_train=432, mean_tokens=66)
+    widgets = {w.description: w for w in panel.children if hasattr(w, "description")}
+    # what JupyterLab sent back for an untouched panel (the log slider's grid misses 4e-3; 5.0 came back noisy)
+    widgets["learning rate"].value, widgets["epochs"].value = 0.003981071705534973, 5.000000000000001
+    widgets["LoRA dropout"].value = cfg.lora.dropout + 1e-12
+    assert apply_panel(cfg, panel, n_train=432) == {}
+    assert "270" in panel.children[-1].value  # 5 epochs, not 6
+    widgets["learning rate"].value, widgets["epochs"].value = 0.0010000000000000002, 2.5000000000000004
+    assert apply_panel(cfg, panel, n_train=432) == {"train.learning_rate": (0.004, 0.001),
+                                                    "train.num_train_epochs": (5.0, 2.5)}
+
+
 def test_model_picker_offers_the_catalogue_and_checks_a_typed_id():
     from helpers.widgets import ANY_HUB_ID, apply_model_picker, model_picker
 

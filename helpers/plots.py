@@ -41,7 +41,8 @@ def plot_loss_curves(log_history: list[dict], title: str = "Loss", eval_loss_bef
     if eval_loss_before is not None:
         evals.insert(0, (0, eval_loss_before))
     if train:
-        ax.plot(*zip(*train), label="train loss", color="tab:blue")
+        # a lone point (the live plot's first draw) is invisible as a line: draw it as a dot
+        ax.plot(*zip(*train), "o" if len(train) == 1 else "-", label="train loss", color="tab:blue")
     if evals:
         ax.plot(*zip(*evals), "o-", label="eval loss (held out)", color="tab:orange")
     ax.set_xlabel("optimizer step")

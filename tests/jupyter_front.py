@@ -191,12 +191,22 @@ class NotebookPage:
         if wait:
             self.wait_idle(timeout)
 
+    def run_cells(self, first: str, last: str, timeout: float = 600) -> None:
+        """Run the cells from `first` to `last` included, one after the other, as Run Selected Cell does."""
+        for i in range(self.index(first), self.index(last) + 1):
+            self.page.evaluate(self.js["run_one"], i)
+            self.wait_idle(timeout)
+
     def wait_idle(self, timeout: float = 600) -> None:
         self.page.wait_for_timeout(500)  # let the kernel report busy first
         self.page.wait_for_function(f"() => !({self.js['busy']})()", timeout=timeout * 1000, polling=250)
 
     def outputs(self, cell_id: str) -> list[dict]:
         return self.page.evaluate(self.js["outputs"], self.index(cell_id))
+
+    def text_of(self, cell_id: str) -> str:
+        """What the cell printed (its stream outputs)."""
+        return "".join(o.get("text", "") for o in self.outputs(cell_id))
 
     def errors_in(self, cell_ids: list[str]) -> list[str]:
         """The error outputs (name and message) of the given cells."""

@@ -70,6 +70,14 @@ def ran_cleanly(nb: NotebookPage, last: str) -> None:
     assert not nb.errors_in(upto), nb.errors_in(upto)
 
 
+def opened_at(open_notebook, name: str, cell_id: str):
+    """The notebook opened and run from the top to `cell_id`, without errors; and that cell."""
+    nb = open_notebook(name)
+    nb.run_through(cell_id)
+    ran_cleanly(nb, cell_id)
+    return nb, nb.cell(cell_id)
+
+
 def control(cell, description: str):
     """The panel's control whose label is exactly `description`."""
     label = cell.page.locator("label", has_text=re.compile(rf"^\s*{re.escape(description)}\s*$"))
@@ -121,10 +129,7 @@ def poll_json(path: Path, done, timeout_s: float = 20):
 
 
 def test_02_model_picker_changes_the_memory_verdict(open_notebook):
-    nb = open_notebook("02_model_loading.ipynb")
-    nb.run_through("c02d")
-    ran_cleanly(nb, "c02d")
-    cell = nb.cell("c02d")
+    nb, cell = opened_at(open_notebook, "02_model_loading.ipynb", "c02d")
     verdict = html_widgets(cell).last
     before = verdict.inner_text()
     assert "Memory (1.1M parameters" in before, before
@@ -134,13 +139,13 @@ def test_02_model_picker_changes_the_memory_verdict(open_notebook):
     assert after != before and "On a T4" in after, after
     nb.screenshot("02_picker_tinyllama", "c02d")
     nb.run_cell("c02e")  # the next cell reads the picker's value
-    text = "".join(o.get("text", "") for o in nb.outputs("c02e"))
+    text = nb.text_of("c02e")
     assert "model: TinyLlama/TinyLlama-1.1B-Chat-v1.0" in text, nb.outputs("c02e")
     # back to tiny, saved again: the later tests share this run directory
     choose(cell.locator(".widget-dropdown select"), "tiny")
     wait_for_text(verdict, r"1\.1M parameters")
     nb.run_cell("c02e")
-    assert "model: tiny" in "".join(o.get("text", "") for o in nb.outputs("c02e"))
+    assert "model: tiny" in nb.text_of("c02e")
 
 
 def effective_batch(summary_text: str) -> int:
@@ -148,10 +153,7 @@ def effective_batch(summary_text: str) -> int:
 
 
 def test_04_panel_updates_its_summary_and_refuses_an_impossible_setting(open_notebook):
-    nb = open_notebook("04_training_sft.ipynb")
-    nb.run_through("c04")
-    ran_cleanly(nb, "c04")
-    cell = nb.cell("c04")
+    nb, cell = opened_at(open_notebook, "04_training_sft.ipynb", "c04")
     summary = html_widgets(cell).last
     first = wait_for_text(summary, "optimizer steps")
     readout = {name: control(cell, name).locator(".widget-readout").inner_text()
@@ -159,14 +161,14 @@ def test_04_panel_updates_its_summary_and_refuses_an_impossible_setting(open_not
     batch = int(readout["batch size"])
     nb.screenshot("04_panel_defaults", "c04")
     nb.run_cell("c05")  # untouched, the panel is the config (a browser's slider snapping must not change it)
-    assert "changed: nothing (defaults)" in "".join(o.get("text", "") for o in nb.outputs("c05")), nb.outputs("c05")
+    assert "changed: nothing (defaults)" in nb.text_of("c05"), nb.outputs("c05")
 
     set_readout(cell, "learning rate", "1.0e-3")
     set_readout(cell, "batch size", str(2 * batch))
     wait_for_text(summary, rf"effective batch {2 * effective_batch(first)}\b")
     nb.screenshot("04_panel_changed", "c04")
     nb.run_cell("c05")
-    changed = "".join(o.get("text", "") for o in nb.outputs("c05"))
+    changed = nb.text_of("c05")
     assert "'train.learning_rate': (" in changed and "0.001)" in changed, changed
     assert f"'train.per_device_train_batch_size': ({batch}, {2 * batch})" in changed, changed
 
@@ -188,10 +190,14 @@ def test_04_panel_updates_its_summary_and_refuses_an_impossible_setting(open_not
     assert not nb.errors_in(["c05"]), nb.errors_in(["c05"])
 
 
-def test_04_live_loss_plot_updates_one_figure_in_place(open_notebook):
-    nb = open_notebook("04_training_sft.ipynb")
-    nb.run_through(nb.ids[nb.index("c15") - 1])
+def test_04_live_loss_plot_updates_one_figure_in_place_and_tensorboard_shows_the_run(open_notebook):
+    nb, cell = opened_at(open_notebook, "04_training_sft.ipynb", "c04")
+    control(cell, "tracker").locator("select").select_option("tensorboard")
+    nb.run_cell("c05")
+    assert "'train.report_to': ('none', 'tensorboard')" in nb.text_of("c05")
+    nb.run_cells(nb.ids[nb.index("c05") + 1], nb.ids[nb.index("c15") - 1])
     ran_cleanly(nb, "c15")
+
     nb.run_cell("c15", wait=False)
     cell = nb.cell("c15")
     images = cell.locator(".jp-OutputArea-output img, .output_subarea img")
@@ -210,12 +216,19 @@ def test_04_live_loss_plot_updates_one_figure_in_place(open_notebook):
     assert images.first.get_attribute("src") != first_src
     nb.screenshot("04_live_plot_final", "c15")
 
+    # section 9: the second run, the comparison, and TensorBoard embedded in the notebook over both runs' logs
+    nb.run_cells("c16", "c18u")
+    ran_cleanly(nb, "c18u")
+    frame = nb.cell("c18u").locator("iframe")
+    frame.wait_for(timeout=120_000)
+    board = nb.page.frame_locator(".jp-Notebook .jp-Cell iframe, #notebook-container .cell iframe")
+    board.locator("text=/lr-low/").first.wait_for(timeout=120_000)  # the run list names both runs
+    nb.page.wait_for_timeout(3000)  # let the charts draw
+    nb.screenshot("04_tensorboard_in_the_notebook", "c18u")
+
 
 def test_05_a_click_on_a_rating_is_saved(open_notebook, server):
-    nb = open_notebook("05_evaluation.ipynb")
-    nb.run_through("c16")
-    ran_cleanly(nb, "c16")
-    cell = nb.cell("c16")
+    nb, cell = opened_at(open_notebook, "05_evaluation.ipynb", "c16")
     rows = cell.locator(".widget-toggle-buttons")
     assert rows.count() >= 2
     nb.screenshot("05_rating_unrated", "c16")
@@ -228,10 +241,7 @@ def test_05_a_click_on_a_rating_is_saved(open_notebook, server):
 
 
 def test_06_chat_box_streams_replies_on_send_and_enter_and_resets(open_notebook):
-    nb = open_notebook("06_inference.ipynb")
-    nb.run_through("c10b")
-    ran_cleanly(nb, "c10b")
-    cell = nb.cell("c10b")
+    nb, cell = opened_at(open_notebook, "06_inference.ipynb", "c10b")
     history, status = html_widgets(cell).first, html_widgets(cell).last
     wait_for_text(status, "Ready")
     # record every state the conversation shows, to see the reply arrive piece by piece (the ▌ cursor)

@@ -194,7 +194,7 @@ def _panel_config(cfg: RunConfig, panel) -> tuple[RunConfig, list[str]]:
 def slider_value(widget, start: float) -> float:
     """A float slider's value as its readout shows it. A browser snaps a slider to its grid and sends the value back
     with float noise, untouched: JupyterLab (ipywidgets 8) turned the panel's 4e-3 into 3.98e-3 and 5 epochs into
-    5.000000000000001, which would have trained 6. So a value within half a step of `start`, the config's value, is
+    5.000000000000001, which trained 271 steps instead of 270. So a value within half a step of `start`, the config's value, is
     `start`; any other is rounded to what the readout shows (two significant digits on the log scale)."""
     new, step = float(widget.value), float(getattr(widget, "step", 0) or 0)
     if hasattr(widget, "base"):  # FloatLogSlider: the step is in powers of the base

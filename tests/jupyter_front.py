@@ -68,7 +68,7 @@ class JupyterServer:
         if front == "lab":
             cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={workdir}",
                    f"--IdentityProvider.token={self.token}", "--LabApp.expose_app_in_browser=True",
-                   "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+                   "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
         else:
             cmd = [sys.executable, "-m", "notebook", f"--notebook-dir={workdir}", f"--NotebookApp.token={self.token}"]
         cmd += ["--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={self.port}"]  # CI runs as root

@@ -5,8 +5,10 @@
     python3 tasks.py colab     # the same tests in .venv-colab, on Google Colab's recorded library versions
 
 Set-up creates `.venv/` beside this file, installs torch==2.13.0 (CPU build) first where there is no NVIDIA GPU,
-so that pip does not pull several GB of CUDA packages, then the course (`pip install -e .[test,browser]`). It is
-skipped when nothing it depends on has changed since the last run. The browser tests (tests/test_browser.py) also
+so that pip does not pull several GB of CUDA packages, then the course (`pip install -e .[test,browser,export]`). It
+is skipped when nothing it depends on has changed since the last run. The export extra's llama-cpp-python compiles
+llama.cpp (a few minutes): its wheel is built once into a wheelhouse ($COURSE_WHEELHOUSE, or
+~/.cache/llm-finetuning-course/wheels) and reused, with its source distribution, which holds llama.cpp's converter. The browser tests (tests/test_browser.py) also
 need Debian's Chromium at /usr/bin/chromium; `.ci/run` installs it.
 
 `colab` first installs the versions Colab ships (`tests/colab_versions.txt`: ipywidgets 7, IPython 7, transformers
@@ -26,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 CPU_TORCH = "torch==2.13.0"
+LLAMA_CPP = "llama-cpp-python==0.3.36"  # as pyproject.toml's export extra
 COLAB_VERSIONS = "tests/colab_versions.txt"
 
 
@@ -66,9 +69,36 @@ def setup(venv_dir: Path, colab: bool = False) -> Path:
         report_changes(before, freeze(py))
     # the course and its test tools; the browser tests use JupyterLab here, and Colab's own front end, the classic
     # Notebook of tests/colab_versions.txt, on the colab path (where only pytest, nbval and Playwright are new)
-    run(*pip, "-e", ".[test,browser-driver]" if colab else ".[test,browser]")
+    if colab:
+        run(*pip, "-e", ".[test,browser-driver]")
+    else:  # the GGUF export's llama-cpp-python compiles llama.cpp: built once into the wheelhouse, then reused
+        run(*pip, "--find-links", ensure_llama_cpp_wheel(py), "-e", ".[test,browser,export]")
     stamp.write_text(key)
     return py
+
+
+def wheelhouse() -> Path:
+    """Where the llama-cpp-python build is kept between runs: $COURSE_WHEELHOUSE, or the user's cache."""
+    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llm-finetuning-course" / "wheels"
+    return Path(os.environ.get("COURSE_WHEELHOUSE") or default)
+
+
+def ensure_llama_cpp_wheel(py: Path) -> Path:
+    """Build llama-cpp-python's wheel from its source distribution into the wheelhouse unless it is there (a few
+    minutes on 2 cores: it compiles llama.cpp); keep the source distribution too, for llama.cpp's converter."""
+    folder = wheelhouse()
+    version = LLAMA_CPP.split("==")[1]
+    if not list(folder.glob(f"llama_cpp_python-{version}-*.whl")):
+        folder.mkdir(parents=True, exist_ok=True)
+        print(f"building {LLAMA_CPP} into {folder} (compiles llama.cpp; once)", flush=True)
+        run(py, "-m", "pip", "download", "--disable-pip-version-check", "-q", "--no-binary", ":all:", "--no-deps",
+            "-d", folder, LLAMA_CPP)
+        env = {**os.environ, "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2)}
+        cmd = [py, "-m", "pip", "wheel", "--disable-pip-version-check", "-q", "--no-deps", "-w", folder,
+               next(folder.glob(f"llama_cpp_python-{version}.tar.gz"))]
+        print("+", " ".join(map(str, cmd)), flush=True)
+        subprocess.run([str(c) for c in cmd], check=True, cwd=ROOT, env=env)
+    return folder
 
 
 def freeze(py: Path) -> dict[str, str]:

@@ -219,6 +219,31 @@ def estimate_training_memory(cfg: RunConfig, shape: ModelShape | None = None, se
                           m.dtype, t.gradient_checkpointing, shape.parameters, n_lora)
 
 
+def estimate_merge_memory(cfg: RunConfig, shape: ModelShape | None = None, on_gpu: bool | None = None) -> dict:
+    """06's merge, in GiB per model held at once: the adapter model of sections 1-4 (still loaded), the base loaded
+    again unquantized in the compute dtype for the merge, and the merged model reloaded from disk for the check;
+    plus what the merge writes to disk (GB). An estimate from the model's shape, like the training estimate."""
+    shape = shape or model_shape(cfg.model.model_id)
+    if on_gpu is None:
+        import torch
+
+        on_gpu = torch.cuda.is_available()
+    m = cfg.model
+    b = 4 if m.dtype == "float32" else 2
+    other = shape.parameters - shape.linear_parameters
+    if m.quantization == "none":
+        adapter_model = shape.parameters * b
+    else:
+        adapter_model = shape.linear_parameters * (NF4_BYTES if m.quantization == "4bit" else INT8_BYTES) + other * 4
+    n_lora = 0 if cfg.method == "full" else lora_parameters(shape, cfg.lora.r, cfg.lora.target_modules)
+    parts = {"adapter model (sections 1-4)": (adapter_model + n_lora * 4) / GIB,
+             "base, unquantized, merged": shape.parameters * b / GIB,
+             "merged model reloaded (the check)": shape.parameters * b / GIB}
+    if on_gpu:
+        parts["CUDA overhead"] = CUDA_OVERHEAD_GIB
+    return {"parts": parts, "total_gib": sum(parts.values()), "written_gb": shape.parameters * b / 1e9}
+
+
 def estimate_dpo_memory(cfg: RunConfig, shape: ModelShape | None = None, seq_len: int | None = None,
                         on_gpu: bool | None = None) -> MemoryEstimate:
     """Peak memory of DPO with `cfg` on top of a LoRA/QLoRA adapter (08), in GiB per part.

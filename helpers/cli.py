@@ -9,6 +9,9 @@
                                or --data PATH; resumes like train; writes DIR/dpo/ (adapter, dpo_summary.json)
     evaluate --run-dir DIR     score the base model and the fine-tuned one on the test split; write metrics.json,
                                the chart and the side-by-side answers into DIR
+    export --run-dir DIR --gguf [--quant q8_0|q4_k_m|f16]
+                               merge the adapter, convert to GGUF with llama.cpp, quantize, write an Ollama Modelfile,
+                               and compare the GGUF model's answers with the Hugging Face model's (needs .[export])
     chat --run-dir DIR         talk to the run's fine-tuned model in the terminal, replies streamed as they are made
     bench [--variants]         the course's training recipe against the common tutorial recipe: speed, memory, loss
     run-course [--run-dir DIR] execute every notebook in order, headless, and summarise the results
@@ -160,6 +163,41 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .export import ExportError, export_run
+    from .rundir import open_run
+
+    if not args.gguf:
+        print("export writes GGUF files: add --gguf (and --quant q8_0, q4_k_m or f16)", file=sys.stderr)
+        return 2
+    cfg, run = open_run(args.run_dir, profile=args.profile)
+    if not run.has_finetuned(cfg):
+        print(f"no fine-tuned model in {run.finetuned_dir(cfg)}: train first, with `python -m helpers train --run-dir "
+              f"{run.path}` (or notebook 04_training_sft)", file=sys.stderr)
+        return 2
+    try:
+        report = export_run(cfg, run, quant=args.quant, limit=args.limit)
+    except ExportError as e:
+        print(f"export failed: {e}", file=sys.stderr)
+        return 2
+    meta = report["metadata"]
+    print(f"wrote {run.path / 'export' / report['file']} ({report['size_mb']:.1f} MB) and "
+          f"{run.path / 'export' / 'Modelfile'}")
+    print("tensors stored as: " + ", ".join(f"{n} {t}" for t, n in report["tensor_types"].items()))
+    print(f"inside the file: chat template {'yes' if meta['chat_template'] else 'NO'}, EOS {meta['eos']!r}, "
+          f"generation ends at {', '.join(map(repr, meta['end_of_generation']))}")
+    print(f"{report['n']} test prompts, greedy: GGUF and Hugging Face answers identical on {report['agreement']:.0%}; "
+          f"exact match {report['hf_exact_match']:.2f} (HF) vs {report['gguf_exact_match']:.2f} (GGUF); "
+          f"{report['stopped']:.0%} of GGUF answers ended by themselves")
+    for i, row in enumerate(report["rows"]):
+        if "cause" in row:
+            print(f"  prompt {i}: HF {row['hf']!r}\n            GGUF {row['gguf']!r}\n            {row['cause']}")
+    if report["modelfile_differs_on"]:
+        print(f"the Modelfile's TEMPLATE writes a different prompt on {len(report['modelfile_differs_on'])} "
+              "conversations: check it against chat_template.jinja by hand")
+    return 0 if report["stopped"] == 1 else 1
+
+
 def cmd_run_course(args) -> int:
     from .course import run_course
 
@@ -257,6 +295,13 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("chat", help="chat with the run's fine-tuned model in the terminal (streamed)")
     add_chat_arguments(p)
     p.set_defaults(func=cmd_chat)
+    p = sub.add_parser("export", help="the fine-tuned model as GGUF (llama.cpp, Ollama), checked against the HF model")
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--gguf", action="store_true", help="convert to GGUF with llama.cpp's converter")
+    p.add_argument("--quant", choices=["q8_0", "q4_k_m", "f16"], default="q8_0", help="default: q8_0")
+    p.add_argument("--limit", type=int, help="compare on the first N test prompts only (default: all)")
+    p.add_argument("--profile", choices=["tiny", "t4", "ampere"], help="only for a run without config.json")
+    p.set_defaults(func=cmd_export)
     p = sub.add_parser("bench", help="the course recipe vs the common tutorial recipe: speed, memory, held-out loss")
     add_bench_arguments(p)
     p.set_defaults(func=cmd_bench)

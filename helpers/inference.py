@@ -251,3 +251,23 @@ def push_to_hub(folder, repo_id: str, token: str | None = None, private: bool = 
         raise RuntimeError(f"pushing {folder} to {repo_id} failed ({message[:400]}). Check that the token has "
                            "write access and that the repository name is yours.") from None
     return f"pushed {folder.name}/ to {url} ({'private' if private else 'public'})"
+
+
+MERGE_DESTINATIONS = ("run", "local")
+
+
+def merged_destination(run: RunDir, where: str = "run"):
+    """Where 06 writes the merged model: "run" is run/merged (on Google Drive when the run directory is there: kept
+    across sessions, but a 1.1B model is 2.2 GB of your Drive quota and takes minutes to write); "local" is this
+    machine's own disk (/content on Colab: fast, free, lost with the runtime). The Hub is section 6's push."""
+    import tempfile
+    from pathlib import Path
+
+    from .machine import in_colab
+
+    if where not in MERGE_DESTINATIONS:
+        raise ValueError(f"WRITE_MERGED_TO = {where!r}: choose 'run' (the run directory) or 'local' (this machine's "
+                         "disk); to put the model on the Hugging Face Hub, push it in section 6")
+    if where == "run":
+        return run.merged_dir
+    return Path("/content" if in_colab() else tempfile.gettempdir()) / f"{run.path.name}-merged"

@@ -41,12 +41,11 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
 )
-SPECIAL_TOKENS = ["<pad>", "<s>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
 
 # What is built. The shipped model's MANIFEST.json records this spec and the corpus's checksum; a test checks that
 # both still match, so a change here (or to the corpus) without a rebuild is caught.
 TINY_SPEC = {
-    "version": 2,
+    "version": 3,
     "vocab_size": 2048,
     "hidden_size": 128,
     "intermediate_size": 384,
@@ -57,9 +56,13 @@ TINY_SPEC = {
     "pretrain_batch": 8,
     "pretrain_steps": 3000,
     "pretrain_lr": 6e-3,
-    "seed": 0,
+    # Seed 0 built a base model (with this tokenizer) on which the course's fine-tune never copied a name: exact
+    # match 0.00 instead of 0.98. Which seeds work is recorded in the README ("Profiles"); the shipped model is seed 1.
+    "seed": 1,
 }
 SHIPPED_DIR = DATA_DIR / "tiny_base"
+# GPT-2's pre-tokenizer pattern: the chunks inside which the tokenizer learns its pieces (train_tiny_tokenizer)
+GPT2_CHUNKS_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 MANIFEST = "MANIFEST.json"
 REBUILD = "python -m helpers build-tiny-model"
 
@@ -100,18 +103,45 @@ def ensure_tiny_model(verbose: bool = True) -> Path:
 
 
 def train_tiny_tokenizer(corpus: str):
-    """A byte-level BPE tokenizer trained on the corpus, wrapped as a transformers tokenizer with our template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    """A SentencePiece BPE tokenizer trained on the corpus, as Llama 2 and TinyLlama have, wrapped as a
+    transformers tokenizer with our template. Returns the tokenizer and its SentencePiece `tokenizer.model` bytes.
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=TINY_SPEC["vocab_size"], special_tokens=SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator([corpus], trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="<|end|>",
-                                   pad_token="<pad>", chat_template=CHAT_TEMPLATE, model_max_length=512)
+    SentencePiece (not a byte-level BPE) because llama.cpp's converter knows how to read it: it carries its own merge
+    scores and byte fallback, so the GGUF export (06) tokenizes exactly as transformers does. A locally trained
+    byte-level BPE is refused there ("BPE pre-tokenizer was not recognized"): the converter identifies those by
+    hashing the token ids of a fixed text, which no locally trained vocabulary can match. The text is kept as it is
+    (no normalisation, no added leading space), and the chat's markers are control symbols: special tokens that
+    transformers and llama.cpp both read out of a rendered template.
+
+    It learns its pieces inside GPT-2's pre-tokenizer chunks (a word with its leading space, a number, a run of
+    punctuation, a run of white space), so that no piece spans two of them: "Porto?" is "▁Porto" then "?", never
+    "o?". That splits text as the earlier byte-level tokenizer did (the same 124,905 tokens for the corpus), which
+    the tiny model's ability to copy a name out of a message depends on; SentencePiece's own splitting, which fuses
+    punctuation with the line break after it, cost the fine-tune a third of its exact matches.
+    """
+    import io
+    import tempfile
+
+    import regex
+    import sentencepiece as spm
+    from transformers import AutoTokenizer
+
+    chunks = [c for p in corpus.split("\n\n") if p.strip() for c in regex.findall(GPT2_CHUNKS_PATTERN, p)]
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(chunks), model_writer=model, model_type="bpe", vocab_size=TINY_SPEC["vocab_size"],
+        hard_vocab_limit=False, byte_fallback=True, character_coverage=1.0,
+        normalization_rule_name="identity", remove_extra_whitespaces=False, add_dummy_prefix=False,
+        allow_whitespace_only_pieces=True, max_sentence_length=100_000, num_threads=1, minloglevel=2,
+        pad_id=0, pad_piece="<pad>", unk_id=1, unk_piece="<unk>", bos_id=2, bos_piece="<s>",
+        eos_id=3, eos_piece="<|end|>", control_symbols=["<|system|>", "<|user|>", "<|assistant|>"])
+    with tempfile.TemporaryDirectory() as folder:  # transformers converts tokenizer.model as it does TinyLlama's
+        (Path(folder) / "tokenizer.model").write_bytes(model.getvalue())
+        (Path(folder) / "tokenizer_config.json").write_text(json.dumps(
+            {"tokenizer_class": "LlamaTokenizer", "legacy": False, "add_prefix_space": False, "bos_token": "<s>",
+             "eos_token": "<|end|>", "unk_token": "<unk>", "pad_token": "<pad>"}), encoding="utf-8")
+        tokenizer = AutoTokenizer.from_pretrained(folder, chat_template=CHAT_TEMPLATE, model_max_length=512)
+    return tokenizer, model.getvalue()
 
 
 def build_tiny_model(out: Path, verbose: bool = True) -> dict:
@@ -127,7 +157,7 @@ def build_tiny_model(out: Path, verbose: bool = True) -> dict:
     spec = TINY_SPEC
     torch.manual_seed(spec["seed"])
     corpus = (DATA_DIR / "corpus.txt").read_text(encoding="utf-8")
-    tokenizer = train_tiny_tokenizer(corpus)
+    tokenizer, sentencepiece_model = train_tiny_tokenizer(corpus)
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=spec["hidden_size"], intermediate_size=spec["intermediate_size"],
         num_hidden_layers=spec["num_hidden_layers"], num_attention_heads=spec["num_attention_heads"],
@@ -143,6 +173,7 @@ def build_tiny_model(out: Path, verbose: bool = True) -> dict:
     hf_logging.disable_progress_bar()  # a "Writing model shards" bar for one small file
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    (out / "tokenizer.model").write_bytes(sentencepiece_model)  # what llama.cpp's converter reads (06's export)
     files = {p.name: sha256_file(p) for p in sorted(out.iterdir()) if p.is_file() and p.name != MANIFEST}
     manifest = {"spec": spec, "corpus_sha256": corpus_sha256(), "files": files, "rebuild": REBUILD,
                 "built": {"date": date.today().isoformat(), "seconds": round(time.time() - start),

@@ -174,3 +174,16 @@ def test_model_picker_offers_the_catalogue_and_checks_a_typed_id():
         apply_model_picker(cfg, picker)
     other.value = "Qwen/Qwen2.5-0.5B-Instruct"
     assert apply_model_picker(cfg, picker) == cfg.model.model_id == "Qwen/Qwen2.5-0.5B-Instruct"
+
+
+def test_the_merge_estimate_counts_every_copy_06_holds_at_once():
+    """06's merge on t4: the 4-bit adapter model, the fp16 base it merges into and the reloaded merged model."""
+    from helpers.budget import estimate_merge_memory, model_shape
+    from helpers.config import make_config
+
+    cfg = make_config("t4")
+    est = estimate_merge_memory(cfg, on_gpu=True)
+    fp16_copy = model_shape(cfg.model.model_id).parameters * 2 / 2**30
+    assert est["parts"]["base, unquantized, merged"] == est["parts"]["merged model reloaded (the check)"] == fp16_copy
+    assert 0.6 < est["parts"]["adapter model (sections 1-4)"] < fp16_copy / 1.5, "4-bit linear layers"
+    assert 5.0 < est["total_gib"] < 6.5 and 2.1 < est["written_gb"] < 2.3   # TinyLlama: 1.1B parameters in fp16

@@ -295,3 +295,13 @@ def test_push_refuses_a_folder_without_a_model(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     with pytest.raises(FileNotFoundError, match="merge cell of 06_inference"):
         push_to_hub(tmp_path, "someone/model", token="hf_x")
+
+
+def test_the_merged_model_goes_where_the_learner_chooses(tiny_run):
+    from helpers.inference import merged_destination
+
+    _, run = tiny_run
+    assert merged_destination(run, "run") == run.merged_dir
+    assert merged_destination(run, "local") != run.merged_dir and run.path.name in merged_destination(run, "local").name
+    with pytest.raises(ValueError, match="'run'.*'local'.*Hub"):
+        merged_destination(run, "drive")

@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 
 import pytest
@@ -54,6 +55,30 @@ def test_the_rebuild_command_builds_a_complete_model_and_compares_it(tmp_path, m
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert tokenizer.get_vocab() == AutoTokenizer.from_pretrained(tiny.SHIPPED_DIR).get_vocab(), \
         "the tokenizer is trained deterministically from the corpus"
+    assert (out / "tokenizer.model").read_bytes() == (tiny.SHIPPED_DIR / "tokenizer.model").read_bytes()
+
+
+def test_transformers_splits_text_exactly_as_the_sentencepiece_model_does(tiny_model_dir):
+    """llama.cpp reads tokenizer.model (06's GGUF export), transformers reads tokenizer.json: both must give the same
+    tokens, on the corpus and on every chat the course trains on, special tokens included."""
+    import sentencepiece as spm
+
+    from helpers.paths import DATA_DIR
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    sp = spm.SentencePieceProcessor(model_file=str(tiny_model_dir / "tokenizer.model"))
+    texts = [p for p in (DATA_DIR / "corpus.txt").read_text(encoding="utf-8").split("\n\n") if p.strip()]
+    for path in sorted((DATA_DIR / "meetings").glob("*.jsonl")) + [DATA_DIR / "chat_sample.jsonl"]:
+        texts += [tok.apply_chat_template(json.loads(line)["messages"], tokenize=False)
+                  for line in path.read_text(encoding="utf-8").splitlines()]
+    texts.append("Ünïcode, 日本語 and emoji 🦙 fall back to bytes\t\n  ")
+    specials = {t: tok.convert_tokens_to_ids(t) for t in ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>")}
+    for text in texts:
+        expected = []
+        for piece in re.split("(" + "|".join(map(re.escape, specials)) + ")", text):
+            expected += [specials[piece]] if piece in specials else sp.encode(piece) if piece else []
+        assert tok(text, add_special_tokens=False)["input_ids"] == expected, text[:80]
+    assert len(texts) > 2000
 
 
 def test_tokenizer_has_chat_template_with_generation_markers_and_safe_pad(tiny_model_dir):

@@ -1,0 +1,143 @@
+"""GGUF export (06_inference, section 7; `python -m helpers export --gguf`): the tiny fine-tuned model converted by
+llama.cpp's own converter, quantized, run through llama-cpp-python, and compared with the Hugging Face model on the
+test split. Needs the `export` extra; `.ci/run` installs it, and there a missing binding fails instead of skipping."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from helpers import export
+from helpers.config import RunConfig
+
+try:
+    import llama_cpp  # noqa: F401
+except ImportError:
+    if os.environ.get("CI"):
+        raise
+    pytest.skip(f"llama-cpp-python is not installed ({export.INSTALL_EXPORT})", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def reports(trained_run):
+    """The shared tiny run exported at every quantization level, each compared on all 60 test prompts."""
+    cfg = RunConfig.load(trained_run.config_file)
+    return {quant: export.export_run(cfg, trained_run, quant=quant, progress=False) for quant in export.QUANTS}
+
+
+def test_f16_agrees_with_the_hf_model_on_at_least_95_percent_of_the_answers(reports):
+    r = reports["f16"]
+    assert r["n"] == 60
+    assert r["agreement"] >= 0.95, [row for row in r["rows"] if not row["agree"]]
+    assert r["gguf_exact_match"] >= r["hf_exact_match"] - 0.05
+
+
+def test_q8_0_agrees_on_at_least_90_percent(reports):
+    assert reports["q8_0"]["agreement"] >= 0.90, [row for row in reports["q8_0"]["rows"] if not row["agree"]]
+
+
+def test_every_gguf_answer_stops_by_itself_at_every_level(reports):
+    for quant, r in reports.items():
+        assert r["stopped"] == 1, (quant, [row for row in r["rows"] if not row["stopped"]])
+
+
+def test_q4_k_m_is_reported_with_its_size_and_agreement(trained_run, reports):
+    r = reports["q4_k_m"]
+    assert (trained_run.path / "export" / "model-q4_k_m.gguf").exists()
+    assert 0 <= r["agreement"] <= 1 and r["size_mb"] < reports["q8_0"]["size_mb"] < reports["f16"]["size_mb"]
+    saved = json.loads((trained_run.path / "export" / "report-q4_k_m.json").read_text())
+    assert saved["agreement"] == r["agreement"] and len(saved["rows"]) == 60
+
+
+def test_the_chat_template_and_end_of_turn_token_travel_inside_the_file(trained_run, reports):
+    meta = reports["q8_0"]["metadata"]
+    assert meta["chat_template"] and meta["eos"] == "<|end|>" and "<|end|>" in meta["end_of_generation"]
+    llm = export.load_gguf(trained_run.path / "export" / "model-q8_0.gguf", n_ctx=512)
+    question = [{"role": "user", "content": "Extract the name, city and time from this message, one per line.\n\n"
+                                            "Message: Hi, this is Nils. Could we meet in Porto at 4pm?"}]
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(trained_run.merged_dir)
+    prompt = tokenizer.apply_chat_template(question, tokenize=False, add_generation_prompt=True)
+    assert export.gguf_prompt(llm, question) == prompt, "the file's template writes the tokenizer's prompt"
+    assert llm.tokenize(prompt.encode(), add_bos=False, special=True) == \
+        tokenizer(prompt, add_special_tokens=False)["input_ids"], "llama.cpp tokenizes as transformers does"
+
+
+def test_the_modelfile_template_writes_what_the_chat_template_writes(trained_run, reports):
+    text = (trained_run.path / "export" / "Modelfile").read_text()
+    assert text.startswith("FROM ./model-") and 'PARAMETER stop "<|end|>"' in text and "{{ range .Messages }}" in text
+    assert reports["q8_0"]["modelfile_differs_on"] == []
+
+
+def test_the_command_line_exports_and_reports(trained_run, reports):
+    proc = subprocess.run([sys.executable, "-m", "helpers", "export", "--run-dir", str(trained_run.path), "--gguf",
+                           "--quant", "f16", "--limit", "6"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "model-f16.gguf" in proc.stdout and "identical on" in proc.stdout and "chat template yes" in proc.stdout
+
+
+def test_without_llama_cpp_the_export_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    with pytest.raises(export.ExportError, match=r'pip install -e "\.\[export\]"'):
+        export.require_llama_cpp()
+
+
+def test_wrappers_of_a_tinyllama_shaped_template_with_a_bos():
+    """TinyLlama's chat template writes `eos_token` after each message; this one also opens with the BOS."""
+    from transformers import AutoTokenizer
+
+    from helpers.tiny import ensure_tiny_model
+
+    tokenizer = AutoTokenizer.from_pretrained(ensure_tiny_model())
+    tokenizer.chat_template = (
+        "{{ bos_token }}{% for message in messages %}\n{% if message['role'] == 'user' %}\n"
+        "{{ '<|user|>\n' + message['content'] + eos_token }}\n{% elif message['role'] == 'system' %}\n"
+        "{{ '<|system|>\n' + message['content'] + eos_token }}\n{% elif message['role'] == 'assistant' %}\n"
+        "{{ '<|assistant|>\n'  + message['content'] + eos_token }}\n{% endif %}\n"
+        "{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}")
+    wrappers = export.chat_wrappers(tokenizer)
+    assert wrappers["start"] == "<s>" and wrappers["user"] == ["<|user|>\n", "<|end|>\n"]
+    conversations = [[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                      {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Lima at noon?"}],
+                     [{"role": "user", "content": "Hi"}]]
+    assert export.check_wrappers(tokenizer, wrappers, conversations) == []
+    modelfile = export.ollama_modelfile("model-q8_0.gguf", wrappers, ["<|end|>"])
+    assert modelfile.splitlines()[1].startswith('TEMPLATE """<s>{{ range .Messages }}{{ if eq .Role "system" }}')
+
+
+class _FakeGGUF:
+    """Just what `likely_cause` reads from a llama_cpp.Llama."""
+
+    def __init__(self, template, tokens=None):
+        self.metadata = {"tokenizer.chat_template": template} if template else {}
+        self._tokens = tokens
+
+    def token_bos(self):
+        return 2
+
+    def token_eos(self):
+        return 3
+
+    def detokenize(self, ids, special=True):
+        return {2: b"<s>", 3: b"<|end|>"}[ids[0]]
+
+    def tokenize(self, text, add_bos=False, special=True):
+        return self._tokens
+
+
+def test_a_disagreement_is_explained_by_its_likely_cause(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    messages = [{"role": "user", "content": "Hi"}]
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True)["input_ids"]
+    stopped, cut = {"text": "x", "stopped": True}, {"text": "x", "stopped": False}
+    cause = lambda llm, g: export.likely_cause(llm, tokenizer, messages, "y", g).split(":")[0]
+    assert cause(_FakeGGUF(None), stopped) == "template"
+    assert cause(_FakeGGUF("{{ messages[0]['content'] }}"), stopped) == "template"
+    assert cause(_FakeGGUF(tokenizer.chat_template, tokens=ids[:-1]), stopped) == "tokenizer"
+    assert cause(_FakeGGUF(tokenizer.chat_template, tokens=ids), cut) == "stop token"
+    assert cause(_FakeGGUF(tokenizer.chat_template, tokens=ids), stopped) == "quantization"

@@ -142,6 +142,7 @@ def _base_file(base_model: str, name: str) -> Path | None:
 
 def convert_to_gguf(model_dir: Path, outfile: Path, outtype: str = "f16") -> Path:
     """Run llama.cpp's converter on a saved transformers model (weights, tokenizer, chat template into one file)."""
+    Path(outfile).parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, str(converter_script()), str(model_dir), "--outfile", str(outfile), "--outtype", outtype]
     print("$", " ".join(Path(c).name if i == 1 else c for i, c in enumerate(cmd)), flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -115,9 +115,8 @@ def train_tiny_tokenizer(corpus: str):
 
     It learns its pieces inside GPT-2's pre-tokenizer chunks (a word with its leading space, a number, a run of
     punctuation, a run of white space), so that no piece spans two of them: "Porto?" is "▁Porto" then "?", never
-    "o?". That splits text as the earlier byte-level tokenizer did (the same 124,905 tokens for the corpus), which
-    the tiny model's ability to copy a name out of a message depends on; SentencePiece's own splitting, which fuses
-    punctuation with the line break after it, cost the fine-tune a third of its exact matches.
+    "o?". That splits text as the byte-level tokenizer the lessons were developed on did (the same 124,905 tokens
+    for the corpus), instead of SentencePiece's own splitting, which fuses punctuation with the line break after it.
     """
     import io
     import tempfile

@@ -77,7 +77,13 @@ def test_requirements_cover_what_the_notebooks_import():
     requirements = (REPO_ROOT / "requirements.txt").read_text().lower()
     # IPython comes with ipykernel (listed), and every Jupyter or Colab kernel has it
     provided_elsewhere = {"helpers", "torch", "IPython", *sys.stdlib_module_names}
+    # optional extras: 06 imports llama_cpp only after helpers.export.require_llama_cpp said it is there
+    extras = {"llama_cpp": 'export = ["llama-cpp-python'}
+    pyproject = (REPO_ROOT / "pyproject.toml").read_text()
     for module in sorted(imported - provided_elsewhere):
+        if module in extras:
+            assert extras[module] in pyproject, f"notebooks import {module}: pyproject.toml's extra must install it"
+            continue
         distribution = module.lower().replace("_", "-")  # rouge_score is installed as rouge-score
         assert distribution in requirements, f"notebooks import {module} but requirements.txt lacks it"
 

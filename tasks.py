@@ -94,7 +94,8 @@ def ensure_llama_cpp_wheel(py: Path) -> Path:
         run(py, "-m", "pip", "download", "--disable-pip-version-check", "-q", "--no-binary", ":all:", "--no-deps",
             "-d", folder, LLAMA_CPP)
         env = {**os.environ, "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2)}
-        cmd = [py, "-m", "pip", "wheel", "--disable-pip-version-check", "-q", "--no-deps", "-w", folder,
+        # --no-cache-dir: the wheelhouse is the cache; pip's own could hand back a wheel built elsewhere
+        cmd = [py, "-m", "pip", "wheel", "--disable-pip-version-check", "--no-cache-dir", "-q", "--no-deps", "-w", folder,
                next(folder.glob(f"llama_cpp_python-{version}.tar.gz"))]
         print("+", " ".join(map(str, cmd)), flush=True)
         subprocess.run([str(c) for c in cmd], check=True, cwd=ROOT, env=env)

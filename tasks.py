@@ -8,7 +8,8 @@ Set-up creates `.venv/` beside this file, installs torch==2.13.0 (CPU build) fir
 so that pip does not pull several GB of CUDA packages, then the course (`pip install -e .[test,browser,export]`). It
 is skipped when nothing it depends on has changed since the last run. The export extra's llama-cpp-python compiles
 llama.cpp (a few minutes): its wheel is built once into a wheelhouse ($COURSE_WHEELHOUSE, or
-~/.cache/llm-finetuning-course/wheels) and reused, with its source distribution, which holds llama.cpp's converter. The browser tests (tests/test_browser.py) also
+~/.cache/llm-finetuning-course/wheels) and reused, with its source distribution, which holds llama.cpp's converter.
+The browser tests (tests/test_browser.py) also
 need Debian's Chromium at /usr/bin/chromium; `.ci/run` installs it.
 
 `colab` first installs the versions Colab ships (`tests/colab_versions.txt`: ipywidgets 7, IPython 7, transformers

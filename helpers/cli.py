@@ -189,6 +189,9 @@ def cmd_export(args) -> int:
     print(f"{report['n']} test prompts, greedy: GGUF and Hugging Face answers identical on {report['agreement']:.0%}; "
           f"exact match {report['hf_exact_match']:.2f} (HF) vs {report['gguf_exact_match']:.2f} (GGUF); "
           f"{report['stopped']:.0%} of GGUF answers ended by themselves")
+    n = report["n"]
+    print(f"the file's chat template wrote {n - len(report['template_differs_on'])} of {n} prompts as transformers "
+          f"does; llama.cpp split {n - len(report['tokens_differ_on'])} of {n} into the same tokens")
     for i, row in enumerate(report["rows"]):
         if "cause" in row:
             print(f"  prompt {i}: HF {row['hf']!r}\n            GGUF {row['gguf']!r}\n            {row['cause']}")

@@ -29,16 +29,46 @@ class ExportError(RuntimeError):
     """The export cannot go on; the message says why and what to do."""
 
 
+INSTALL_EXPORT_COLAB = f"!pip install -q llama-cpp-python=={LLAMA_CPP_VERSION}"  # Colab has sentencepiece
+
+
 def require_llama_cpp():
-    """The `llama_cpp` module, or an ExportError with the command that installs it."""
+    """The `llama_cpp` module, or an ExportError with the command that installs it (in a cell, on Colab)."""
     try:
         import llama_cpp
     except ImportError:
+        if "google.colab" in sys.modules:
+            where = (f"In a new cell run: {INSTALL_EXPORT_COLAB}  (or set INSTALL_LLAMA_CPP = True in 06's section 7) "
+                     "then run this cell again")
+        else:
+            where = f"From the course folder run: {INSTALL_EXPORT}"
         raise ExportError(
             f"GGUF export needs llama-cpp-python, llama.cpp's Python binding, which is an optional extra of this "
-            f"course and is not installed. From the course folder run: {INSTALL_EXPORT}  (it compiles llama.cpp: "
-            f"about 5 minutes on 2 CPU cores the first time; pip keeps the build in its cache)") from None
+            f"course and is not installed. {where}  (it compiles llama.cpp: about 4 to 5 minutes on 2 CPU cores "
+            f"the first time; pip keeps the build in its cache)") from None
     return llama_cpp
+
+
+EXPORT_REQUIREMENTS = (f"llama-cpp-python=={LLAMA_CPP_VERSION}", "sentencepiece>=0.2")  # pyproject's `export` extra
+
+
+def install_llama_cpp():
+    """Install the `export` extra into the running kernel with pip (06's install switch; meant for Colab, where the
+    course was installed without it), then return `llama_cpp`. pip compiles llama.cpp: minutes, once per runtime."""
+    import importlib
+    import time
+
+    print(f"pip install {' '.join(EXPORT_REQUIREMENTS)}: the first time on a machine, pip compiles llama.cpp, about "
+          "4 to 5 minutes on 2 CPU cores, and prints nothing meanwhile", flush=True)
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", *EXPORT_REQUIREMENTS],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ExportError("pip could not install llama-cpp-python; its last lines:\n  " +
+                          "\n  ".join(proc.stderr.strip().splitlines()[-5:]))
+    importlib.invalidate_caches()  # the kernel looked for the package before it existed
+    print(f"installed in {time.perf_counter() - start:.0f} s", flush=True)
+    return require_llama_cpp()
 
 
 def _cache_dir() -> Path:
@@ -144,7 +174,7 @@ def convert_to_gguf(model_dir: Path, outfile: Path, outtype: str = "f16") -> Pat
     """Run llama.cpp's converter on a saved transformers model (weights, tokenizer, chat template into one file)."""
     Path(outfile).parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, str(converter_script()), str(model_dir), "--outfile", str(outfile), "--outtype", outtype]
-    print("$", " ".join(Path(c).name if i == 1 else c for i, c in enumerate(cmd)), flush=True)
+    print("$ python", " ".join(cmd[1:]), flush=True)  # as typed in a terminal, with the converter's full path
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         last = [line for line in proc.stderr.strip().splitlines() if line.strip()][-3:]
@@ -168,7 +198,7 @@ def quantize_gguf(source: Path, outfile: Path, quant: str) -> Path:
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftypes[quant]
     params.nthread = os.cpu_count() or 1
-    with _quiet(llama_cpp):
+    with _quiet():
         status = llama_cpp.llama_model_quantize(str(source).encode(), str(outfile).encode(), ctypes.byref(params))
     if status != 0:
         raise ExportError(f"llama.cpp could not quantize {source} to {quant} (status {status})")
@@ -177,7 +207,7 @@ def quantize_gguf(source: Path, outfile: Path, quant: str) -> Path:
 
 def tensor_types(path: Path) -> dict[str, int]:
     """How many tensors of a GGUF file are stored in each type (F32, F16, Q8_0, Q4_K, ...), read with llama.cpp's
-    own `gguf` reader (from the converter's folder)."""
+    own `gguf` reader, which comes with the converter (already fetched once a file has been converted)."""
     from collections import Counter
 
     reader_dir = str(converter_script().parent / "gguf-py")
@@ -188,7 +218,7 @@ def tensor_types(path: Path) -> dict[str, int]:
     return dict(Counter(t.tensor_type.name for t in GGUFReader(str(path)).tensors).most_common())
 
 
-def _quiet(llama_cpp):
+def _quiet():
     """llama.cpp writes its log straight to the process's stderr; keep it for errors only."""
     from llama_cpp._utils import suppress_stdout_stderr
 
@@ -266,16 +296,19 @@ def check_wrappers(tokenizer, wrappers: dict, conversations: list[list[dict]]) -
                 messages, tokenize=False, add_generation_prompt=True)]
 
 
-def ollama_modelfile(gguf_name: str, wrappers: dict, stop: list[str]) -> str:
+def ollama_modelfile(gguf_name: str, wrappers: dict, stop: list[str], num_ctx: int | None = None) -> str:
     """An Ollama Modelfile: the GGUF file, a TEMPLATE (Go template syntax) that writes what the chat template
-    writes, the end-of-turn tokens as stop parameters, and greedy decoding."""
+    writes, the end-of-turn tokens as stop parameters, and the decoding the export was checked with: greedy, with no
+    repetition penalty (Ollama's default, 1.1, penalises the message's words that an extraction must copy), in the
+    context the model was trained for."""
     branches = "".join(f'{{{{ {"if" if i == 0 else "else if"} eq .Role "{role}" }}}}{wrappers[role][0]}'
                        f'{{{{ .Content }}}}{wrappers[role][1]}'
                        for i, role in enumerate(r for r in ("system", "user", "assistant") if r in wrappers))
     template = f"{wrappers['start']}{{{{ range .Messages }}}}{branches}{{{{ end }}}}{{{{ end }}}}{wrappers['generation']}"
     lines = [f"FROM ./{gguf_name}", f'TEMPLATE """{template}"""']
     lines += [f'PARAMETER stop "{token}"' for token in stop]
-    lines += ["PARAMETER temperature 0"]
+    lines += ["PARAMETER temperature 0", "PARAMETER repeat_penalty 1"]
+    lines += [f"PARAMETER num_ctx {num_ctx}"] if num_ctx else []
     return "\n".join(lines) + "\n"
 
 
@@ -307,25 +340,35 @@ def gguf_prompt(llm, messages: list[dict]) -> str:
     return Jinja2ChatFormatter(template=template, bos_token=bos, eos_token=eos)(messages=messages).prompt
 
 
-def likely_cause(llm, tokenizer, messages: list[dict], hf_text: str, gguf: dict) -> str:
+def prompt_checks(llm, tokenizer, messages: list[dict]) -> dict:
+    """Does the file's chat template write the prompt transformers writes, and does llama.cpp split that prompt into
+    the same tokens? Both must hold for the GGUF model to see what the fine-tuned model was trained on."""
+    hf_prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    hf_ids = tokenizer(hf_prompt, add_special_tokens=False)["input_ids"]
+    return {"template": gguf_prompt(llm, messages) == hf_prompt,
+            "tokens": llm.tokenize(hf_prompt.encode(), add_bos=False, special=True) == hf_ids}
+
+
+def likely_cause(llm, tokenizer, messages: list[dict], gguf: dict) -> str:
     """Why a GGUF answer differs from the Hugging Face one, checked in the order things break at export."""
     if not llm.metadata.get("tokenizer.chat_template"):
         return "template: the GGUF file holds no chat template, so the prompt is not the format the model learned"
-    hf_prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    if gguf_prompt(llm, messages) != hf_prompt:
+    checks = prompt_checks(llm, tokenizer, messages)
+    if not checks["template"]:
         return "template: the file's chat template writes a different prompt from the tokenizer's"
-    hf_ids = tokenizer(hf_prompt, add_special_tokens=False)["input_ids"]
-    if llm.tokenize(hf_prompt.encode(), add_bos=False, special=True) != hf_ids:
+    if not checks["tokens"]:
         return "tokenizer: llama.cpp splits the prompt into different tokens from transformers"
     if not gguf["stopped"]:
         return "stop token: the answer ran to max_tokens; the end-of-turn token is not an end-of-generation token"
-    return "quantization: same prompt and tokens, so rounded weights changed a close choice of token"
+    return ("quantization: same prompt and tokens, so rounding changed a close choice of token (the file's fewer "
+            "bits, or, for f16, the other machine's arithmetic: the transformers model may run in fp16 on a GPU)")
 
 
 def compare_with_hf(llm, tokenizer, rows: list[dict], hf_answers: list[str], max_tokens: int,
                     progress: bool = True) -> dict:
     """The same held-out prompts answered by the GGUF model: agreement with the Hugging Face answers, the task
-    metric of each, whether every GGUF answer stopped by itself, and the likely cause of each disagreement."""
+    metric of each, whether every GGUF answer stopped by itself, the likely cause of each disagreement, and the
+    prompts the file writes or tokenizes differently (a broken export can still agree where the model is sure)."""
     from tqdm.auto import tqdm
 
     from .data import prompt_of, reference_of
@@ -339,9 +382,12 @@ def compare_with_hf(llm, tokenizer, rows: list[dict], hf_answers: list[str], max
                 for h, g in zip(hf_answers, answers)]
     for row, r, g in zip(rows_out, rows, answers):
         if not row["agree"] or not row["stopped"]:
-            row["cause"] = likely_cause(llm, tokenizer, prompt_of(r), row["hf"], g)
+            row["cause"] = likely_cause(llm, tokenizer, prompt_of(r), g)
+    checks = [prompt_checks(llm, tokenizer, prompt_of(r)) for r in rows]  # on every prompt, agreeing or not
     n = len(rows_out)
     return {"n": n, "agreement": sum(r["agree"] for r in rows_out) / n,
+            "template_differs_on": [i for i, c in enumerate(checks) if not c["template"]],
+            "tokens_differ_on": [i for i, c in enumerate(checks) if not c["tokens"]],
             "stopped": sum(r["stopped"] for r in rows_out) / n,
             "hf_exact_match": score_answers(hf_answers, references)["exact_match"],
             "gguf_exact_match": score_answers(texts, references)["exact_match"], "rows": rows_out}
@@ -373,7 +419,7 @@ def merged_model_dir(cfg, run) -> Path:
     return run.merged_dir
 
 
-def write_modelfile(tokenizer, gguf_path: Path, conversations: list[list[dict]]) -> dict:
+def write_modelfile(tokenizer, gguf_path: Path, conversations: list[list[dict]], n_ctx: int | None = None) -> dict:
     """`export/Modelfile` for the GGUF file, with its TEMPLATE checked against the chat template on the
     conversations; returns the wrappers and the conversations it would render differently (none, when it is right)."""
     from .evaluation import stop_token_ids
@@ -381,7 +427,7 @@ def write_modelfile(tokenizer, gguf_path: Path, conversations: list[list[dict]])
     wrappers = chat_wrappers(tokenizer)
     stop = [tokenizer.convert_ids_to_tokens(t) for t in stop_token_ids(tokenizer)]
     path = Path(gguf_path).parent / "Modelfile"
-    path.write_text(ollama_modelfile(Path(gguf_path).name, wrappers, stop), encoding="utf-8")
+    path.write_text(ollama_modelfile(Path(gguf_path).name, wrappers, stop, n_ctx), encoding="utf-8")
     return {"path": path, "wrappers": wrappers, "stop": stop,
             "differs_on": check_wrappers(tokenizer, wrappers, conversations)}
 
@@ -400,10 +446,11 @@ def export_run(cfg, run, quant: str = "q8_0", limit: int | None = None, progress
     gguf_path = export_gguf(model_dir, export_dir, quant, cfg.model.model_id)
     rows = list(load_splits(cfg, run)["test"])[:limit]
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    modelfile = write_modelfile(tokenizer, gguf_path, [prompt_of(r) for r in rows])
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    n_ctx = min(getattr(model.config, "max_position_embeddings", 2048), 4096)
+    modelfile = write_modelfile(tokenizer, gguf_path, [prompt_of(r) for r in rows], n_ctx)
     hf_answers = generate_answers(model, tokenizer, rows, cfg, progress=progress)
-    llm = load_gguf(gguf_path, n_ctx=min(getattr(model.config, "max_position_embeddings", 2048), 4096))
+    llm = load_gguf(gguf_path, n_ctx=n_ctx)
     report = compare_with_hf(llm, tokenizer, rows, hf_answers, max_tokens=cfg.eval.max_new_tokens * 2,
                              progress=progress)
     report.update({"quant": quant, "file": gguf_path.name, "size_mb": round(gguf_path.stat().st_size / 1e6, 2),

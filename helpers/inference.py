@@ -256,10 +256,11 @@ def push_to_hub(folder, repo_id: str, token: str | None = None, private: bool = 
 MERGE_DESTINATIONS = ("run", "local")
 
 
-def merged_destination(run: RunDir, where: str = "run"):
+def merged_destination(run: RunDir, where: str = "run", folder: str = "merged"):
     """Where 06 writes the merged model: "run" is run/merged (on Google Drive when the run directory is there: kept
     across sessions, but a 1.1B model is 2.2 GB of your Drive quota and takes minutes to write); "local" is this
-    machine's own disk (/content on Colab: fast, free, lost with the runtime). The Hub is section 6's push."""
+    machine's own disk (/content on Colab: fast, free, lost with the runtime). The Hub is section 6's push.
+    `folder="export"` is where its GGUF files go, by the same choice."""
     import tempfile
     from pathlib import Path
 
@@ -269,5 +270,5 @@ def merged_destination(run: RunDir, where: str = "run"):
         raise ValueError(f"WRITE_MERGED_TO = {where!r}: choose 'run' (the run directory) or 'local' (this machine's "
                          "disk); to put the model on the Hugging Face Hub, push it in section 6")
     if where == "run":
-        return run.merged_dir
-    return Path("/content" if in_colab() else tempfile.gettempdir()) / f"{run.path.name}-merged"
+        return run.path / folder
+    return Path("/content" if in_colab() else tempfile.gettempdir()) / f"{run.path.name}-{folder}"

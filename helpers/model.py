@@ -27,7 +27,7 @@ class ModelChoice:
 # Shapes copied from each model's config.json (hidden, MLP, layers, heads, KV heads, vocabulary, tied embeddings);
 # the parameter counts they give match the published sizes. They let the memory estimate work offline.
 MODEL_CHOICES = {c.model_id: c for c in [
-    ModelChoice("tiny", "1M", "the course's offline model, built and pretrained on this machine in seconds; CPU"),
+    ModelChoice("tiny", "1M", "the course's offline model (4 layers), shipped in data/tiny_base; CPU"),
     ModelChoice("TinyLlama/TinyLlama-1.1B-Chat-v1.0", "1.1B", "the t4 default: Llama-2 architecture, 32k vocabulary",
                 ModelShape(2048, 5632, 22, 32, 4, 32000, False)),
     ModelChoice("Qwen/Qwen2.5-0.5B-Instruct", "0.5B", "small and strong for its size; 152k vocabulary, so the "

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -44,6 +45,22 @@ def test_every_gguf_answer_stops_by_itself_at_every_level(reports):
         assert r["stopped"] == 1, (quant, [row for row in r["rows"] if not row["stopped"]])
 
 
+def test_every_prompt_is_written_and_tokenized_as_transformers_does_at_every_level(reports):
+    for quant, r in reports.items():
+        assert r["template_differs_on"] == [] and r["tokens_differ_on"] == [], quant
+
+
+def test_a_prompt_tokenized_differently_is_counted_even_when_the_answers_agree(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    messages = [{"role": "user", "content": "Lima at noon?"}]
+    llm = _FakeGGUF(tokenizer.chat_template, tokens=[1, 2, 3])   # the right template, other tokens
+    rows = [{"messages": messages + [{"role": "assistant", "content": "y"}]}]
+    report = export.compare_with_hf(llm, tokenizer, rows, ["y"], max_tokens=8, progress=False)
+    assert report["agreement"] == 1 and report["tokens_differ_on"] == [0] and report["template_differs_on"] == []
+
+
 def test_q4_k_m_is_reported_with_its_size_and_agreement(trained_run, reports):
     r = reports["q4_k_m"]
     assert (trained_run.path / "export" / "model-q4_k_m.gguf").exists()
@@ -70,6 +87,7 @@ def test_the_chat_template_and_end_of_turn_token_travel_inside_the_file(trained_
 def test_the_modelfile_template_writes_what_the_chat_template_writes(trained_run, reports):
     text = (trained_run.path / "export" / "Modelfile").read_text()
     assert text.startswith("FROM ./model-") and 'PARAMETER stop "<|end|>"' in text and "{{ range .Messages }}" in text
+    assert "PARAMETER repeat_penalty 1\n" in text and "PARAMETER num_ctx 512\n" in text, "as the export was checked"
     assert reports["q8_0"]["modelfile_differs_on"] == []
 
 
@@ -78,12 +96,34 @@ def test_the_command_line_exports_and_reports(trained_run, reports):
                            "--quant", "f16", "--limit", "6"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "model-f16.gguf" in proc.stdout and "identical on" in proc.stdout and "chat template yes" in proc.stdout
+    assert "llama.cpp split 6 of 6 into the same tokens" in proc.stdout
 
 
 def test_without_llama_cpp_the_export_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "llama_cpp", None)
     with pytest.raises(export.ExportError, match=r'pip install -e "\.\[export\]"'):
         export.require_llama_cpp()
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    with pytest.raises(export.ExportError, match=r"In a new cell run: !pip install -q llama-cpp-python==0\.3\.36"):
+        export.require_llama_cpp()
+
+
+def test_the_install_switch_installs_the_export_extra(monkeypatch):
+    import tomllib
+
+    from helpers.paths import REPO_ROOT
+
+    extra = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["export"]
+    assert list(export.EXPORT_REQUIREMENTS) == extra, "06's install switch installs what `.[export]` does"
+    calls = []
+    monkeypatch.setattr(export.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or
+                        subprocess.CompletedProcess(cmd, 0, "", ""))
+    assert export.install_llama_cpp().__name__ == "llama_cpp"
+    assert calls == [[sys.executable, "-m", "pip", "install", "-q", *extra]]
+    failed = subprocess.CompletedProcess([], 1, "", "Building wheel ...\nerror: no compiler")
+    monkeypatch.setattr(export.subprocess, "run", lambda cmd, **kw: failed)
+    with pytest.raises(export.ExportError, match="no compiler"):
+        export.install_llama_cpp()
 
 
 def test_wrappers_of_a_tinyllama_shaped_template_with_a_bos():
@@ -105,12 +145,14 @@ def test_wrappers_of_a_tinyllama_shaped_template_with_a_bos():
                       {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Lima at noon?"}],
                      [{"role": "user", "content": "Hi"}]]
     assert export.check_wrappers(tokenizer, wrappers, conversations) == []
-    modelfile = export.ollama_modelfile("model-q8_0.gguf", wrappers, ["<|end|>"])
+    modelfile = export.ollama_modelfile("model-q8_0.gguf", wrappers, ["<|end|>"], num_ctx=2048)
     assert modelfile.splitlines()[1].startswith('TEMPLATE """<s>{{ range .Messages }}{{ if eq .Role "system" }}')
+    assert modelfile.splitlines()[-3:] == ["PARAMETER temperature 0", "PARAMETER repeat_penalty 1",
+                                           "PARAMETER num_ctx 2048"]
 
 
 class _FakeGGUF:
-    """Just what `likely_cause` reads from a llama_cpp.Llama."""
+    """Just what `likely_cause` and `compare_with_hf` read from a llama_cpp.Llama (its answer is always "y")."""
 
     def __init__(self, template, tokens=None):
         self.metadata = {"tokenizer.chat_template": template} if template else {}
@@ -128,6 +170,9 @@ class _FakeGGUF:
     def tokenize(self, text, add_bos=False, special=True):
         return self._tokens
 
+    def create_chat_completion(self, **kwargs):
+        return {"choices": [{"message": {"content": "y"}, "finish_reason": "stop"}]}
+
 
 def test_a_disagreement_is_explained_by_its_likely_cause(tiny_model_dir):
     from transformers import AutoTokenizer
@@ -136,7 +181,7 @@ def test_a_disagreement_is_explained_by_its_likely_cause(tiny_model_dir):
     messages = [{"role": "user", "content": "Hi"}]
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True)["input_ids"]
     stopped, cut = {"text": "x", "stopped": True}, {"text": "x", "stopped": False}
-    cause = lambda llm, g: export.likely_cause(llm, tokenizer, messages, "y", g).split(":")[0]
+    cause = lambda llm, g: export.likely_cause(llm, tokenizer, messages, g).split(":")[0]
     assert cause(_FakeGGUF(None), stopped) == "template"
     assert cause(_FakeGGUF("{{ messages[0]['content'] }}"), stopped) == "template"
     assert cause(_FakeGGUF(tokenizer.chat_template, tokens=ids[:-1]), stopped) == "tokenizer"

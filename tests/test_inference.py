@@ -303,5 +303,7 @@ def test_the_merged_model_goes_where_the_learner_chooses(tiny_run):
     _, run = tiny_run
     assert merged_destination(run, "run") == run.merged_dir
     assert merged_destination(run, "local") != run.merged_dir and run.path.name in merged_destination(run, "local").name
+    assert merged_destination(run, "run", "export") == run.path / "export"   # 06's GGUF files, by the same choice
+    assert merged_destination(run, "local", "export").name == f"{run.path.name}-export"
     with pytest.raises(ValueError, match="'run'.*'local'.*Hub"):
         merged_destination(run, "drive")

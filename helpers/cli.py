@@ -188,7 +188,7 @@ def cmd_export(args) -> int:
           f"generation ends at {', '.join(map(repr, meta['end_of_generation']))}")
     print(f"{report['n']} test prompts, greedy: GGUF and Hugging Face answers identical on {report['agreement']:.0%}; "
           f"exact match {report['hf_exact_match']:.2f} (HF) vs {report['gguf_exact_match']:.2f} (GGUF); "
-          f"{report['stopped']:.0%} of GGUF answers ended by themselves")
+          f"{report['stopped']:.0%} of GGUF answers ended by themselves ({report['hf_stopped']:.0%} of the HF ones)")
     n = report["n"]
     print(f"the file's chat template wrote {n - len(report['template_differs_on'])} of {n} prompts as transformers "
           f"does; llama.cpp split {n - len(report['tokens_differ_on'])} of {n} into the same tokens")

@@ -30,10 +30,11 @@ def stop_token_ids(tokenizer) -> list[int]:
 
 
 def generate_answers(model, tokenizer, rows: list[dict], cfg: RunConfig, progress: bool = True,
-                     padding_side: str = "left") -> list[str]:
+                     padding_side: str = "left", stopped: list | None = None) -> list[str]:
     """Greedy, batched, bounded generation: one reply per row, reproducible and never endless.
 
     `padding_side="right"` exists only to show, in 05_evaluation, what goes wrong without left padding.
+    `stopped`, a list, receives for each reply whether the model ended it itself (False: max_new_tokens cut it).
     """
     import torch
     from tqdm.auto import tqdm
@@ -50,6 +51,8 @@ def generate_answers(model, tokenizer, rows: list[dict], cfg: RunConfig, progres
             out = model.generate(**enc, max_new_tokens=cfg.eval.max_new_tokens, do_sample=False,
                                  eos_token_id=stop_token_ids(tokenizer), pad_token_id=tokenizer.pad_token_id)
         new_tokens = out[:, enc["input_ids"].shape[1]:]
+        if stopped is not None:
+            stopped += [bool(set(row) & set(stop_token_ids(tokenizer))) for row in new_tokens.tolist()]
         answers += [a.strip() for a in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
     tokenizer.padding_side = "right"
     return answers

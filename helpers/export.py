@@ -349,8 +349,24 @@ def prompt_checks(llm, tokenizer, messages: list[dict]) -> dict:
             "tokens": llm.tokenize(hf_prompt.encode(), add_bos=False, special=True) == hf_ids}
 
 
-def likely_cause(llm, tokenizer, messages: list[dict], gguf: dict) -> str:
-    """Why a GGUF answer differs from the Hugging Face one, checked in the order things break at export."""
+def file_ends_turns(llm, tokenizer) -> bool:
+    """Does the GGUF file end generation at every token transformers stops at (EOS and the end-of-turn token)?"""
+    from .evaluation import stop_token_ids
+
+    llama_cpp = require_llama_cpp()
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    for tid in stop_token_ids(tokenizer):
+        ids = llm.tokenize(tokenizer.convert_ids_to_tokens(tid).encode(), add_bos=False, special=True)
+        if len(ids) != 1 or not llama_cpp.llama_vocab_is_eog(vocab, ids[0]):
+            return False
+    return True
+
+
+def likely_cause(llm, tokenizer, messages: list[dict], gguf: dict, ends_turns: bool | None = None,
+                 hf_stopped: bool = True) -> str:
+    """Why a GGUF answer differs from the Hugging Face one, checked in the order things break at export.
+    `ends_turns`: `file_ends_turns(llm, tokenizer)`, when the caller has it already; `hf_stopped`: whether the
+    transformers model ended its answer itself."""
     if not llm.metadata.get("tokenizer.chat_template"):
         return "template: the GGUF file holds no chat template, so the prompt is not the format the model learned"
     checks = prompt_checks(llm, tokenizer, messages)
@@ -359,16 +375,24 @@ def likely_cause(llm, tokenizer, messages: list[dict], gguf: dict) -> str:
     if not checks["tokens"]:
         return "tokenizer: llama.cpp splits the prompt into different tokens from transformers"
     if not gguf["stopped"]:
-        return "stop token: the answer ran to max_tokens; the end-of-turn token is not an end-of-generation token"
+        if not (file_ends_turns(llm, tokenizer) if ends_turns is None else ends_turns):
+            return "stop token: the answer ran to max_tokens; the end-of-turn token is not an end-of-generation token"
+        return ("model: the answer ran to max_tokens although the file ends generation at the end-of-turn token, so "
+                "the model itself did not end it: an under-trained model, or training answers that do not end with "
+                "the end-of-turn token")
+    if not hf_stopped:
+        return ("model: the transformers answer ran to max_new_tokens, so a cut answer was compared: the model "
+                "itself did not end it (an under-trained model, or training answers without the end-of-turn token)")
     return ("quantization: same prompt and tokens, so rounding changed a close choice of token (the file's fewer "
             "bits, or, for f16, the other machine's arithmetic: the transformers model may run in fp16 on a GPU)")
 
 
 def compare_with_hf(llm, tokenizer, rows: list[dict], hf_answers: list[str], max_tokens: int,
-                    progress: bool = True) -> dict:
+                    progress: bool = True, hf_stopped: list[bool] | None = None) -> dict:
     """The same held-out prompts answered by the GGUF model: agreement with the Hugging Face answers, the task
     metric of each, whether every GGUF answer stopped by itself, the likely cause of each disagreement, and the
-    prompts the file writes or tokenizes differently (a broken export can still agree where the model is sure)."""
+    prompts the file writes or tokenizes differently (a broken export can still agree where the model is sure).
+    `hf_stopped`: from `generate_answers(..., stopped=[])`, whether each transformers answer ended by itself."""
     from tqdm.auto import tqdm
 
     from .data import prompt_of, reference_of
@@ -380,15 +404,18 @@ def compare_with_hf(llm, tokenizer, rows: list[dict], hf_answers: list[str], max
     references = [reference_of(r) for r in rows]
     rows_out = [{"hf": h, "gguf": g["text"], "agree": h == g["text"], "stopped": g["stopped"]}
                 for h, g in zip(hf_answers, answers)]
-    for row, r, g in zip(rows_out, rows, answers):
+    ends_turns = file_ends_turns(llm, tokenizer) if not all(g["stopped"] for g in answers) else None
+    hf_ended_all = hf_stopped if hf_stopped is not None else [True] * len(rows)  # not given: assume it stopped
+    for row, r, g, hf_ended in zip(rows_out, rows, answers, hf_ended_all):
         if not row["agree"] or not row["stopped"]:
-            row["cause"] = likely_cause(llm, tokenizer, prompt_of(r), g)
+            row["cause"] = likely_cause(llm, tokenizer, prompt_of(r), g, ends_turns, hf_ended)
     checks = [prompt_checks(llm, tokenizer, prompt_of(r)) for r in rows]  # on every prompt, agreeing or not
     n = len(rows_out)
     return {"n": n, "agreement": sum(r["agree"] for r in rows_out) / n,
             "template_differs_on": [i for i, c in enumerate(checks) if not c["template"]],
             "tokens_differ_on": [i for i, c in enumerate(checks) if not c["tokens"]],
             "stopped": sum(r["stopped"] for r in rows_out) / n,
+            "hf_stopped": None if hf_stopped is None else sum(hf_stopped) / n,
             "hf_exact_match": score_answers(hf_answers, references)["exact_match"],
             "gguf_exact_match": score_answers(texts, references)["exact_match"], "rows": rows_out}
 
@@ -449,10 +476,11 @@ def export_run(cfg, run, quant: str = "q8_0", limit: int | None = None, progress
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     n_ctx = min(getattr(model.config, "max_position_embeddings", 2048), 4096)
     modelfile = write_modelfile(tokenizer, gguf_path, [prompt_of(r) for r in rows], n_ctx)
-    hf_answers = generate_answers(model, tokenizer, rows, cfg, progress=progress)
+    hf_stopped = []
+    hf_answers = generate_answers(model, tokenizer, rows, cfg, progress=progress, stopped=hf_stopped)
     llm = load_gguf(gguf_path, n_ctx=n_ctx)
     report = compare_with_hf(llm, tokenizer, rows, hf_answers, max_tokens=cfg.eval.max_new_tokens * 2,
-                             progress=progress)
+                             progress=progress, hf_stopped=hf_stopped)
     report.update({"quant": quant, "file": gguf_path.name, "size_mb": round(gguf_path.stat().st_size / 1e6, 2),
                    "tensor_types": tensor_types(gguf_path),
                    "metadata": gguf_metadata(llm), "modelfile_differs_on": modelfile["differs_on"]})

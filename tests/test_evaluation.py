@@ -208,12 +208,15 @@ def test_batched_left_padded_greedy_generation_matches_one_at_a_time_and_is_boun
     cfg = RunConfig.load(run.config_file)
     model, tokenizer = load_finetuned(cfg, run)
     rows = read_prepared(run, "test")[:6]
-    batched = generate_answers(model, tokenizer, rows, cfg, progress=False)
+    stopped = []
+    batched = generate_answers(model, tokenizer, rows, cfg, progress=False, stopped=stopped)
+    assert stopped == [True] * 6  # the trained model ends every answer itself
     cfg.eval.batch_size = 1
     assert generate_answers(model, tokenizer, rows, cfg, progress=False) == batched
-    cfg.eval.max_new_tokens = 3
-    short = generate_answers(model, tokenizer, rows, cfg, progress=False)
+    cfg.eval.max_new_tokens, stopped = 3, []
+    short = generate_answers(model, tokenizer, rows, cfg, progress=False, stopped=stopped)
     assert all(len(tokenizer(a, add_special_tokens=False)["input_ids"]) <= 4 for a in short)
+    assert stopped == [False] * 6  # cut at 3 tokens: no answer is that short
 
 
 def test_evaluate_without_an_adapter_says_to_train_first(tmp_path):

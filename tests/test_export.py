@@ -43,6 +43,7 @@ def test_q8_0_agrees_on_at_least_90_percent(reports):
 def test_every_gguf_answer_stops_by_itself_at_every_level(reports):
     for quant, r in reports.items():
         assert r["stopped"] == 1, (quant, [row for row in r["rows"] if not row["stopped"]])
+        assert r["hf_stopped"] == 1, quant  # and so did the transformers model's
 
 
 def test_every_prompt_is_written_and_tokenized_as_transformers_does_at_every_level(reports):
@@ -181,9 +182,64 @@ def test_a_disagreement_is_explained_by_its_likely_cause(tiny_model_dir):
     messages = [{"role": "user", "content": "Hi"}]
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True)["input_ids"]
     stopped, cut = {"text": "x", "stopped": True}, {"text": "x", "stopped": False}
-    cause = lambda llm, g: export.likely_cause(llm, tokenizer, messages, g).split(":")[0]
+    cause = lambda llm, g, ends=True: export.likely_cause(llm, tokenizer, messages, g, ends).split(":")[0]
     assert cause(_FakeGGUF(None), stopped) == "template"
     assert cause(_FakeGGUF("{{ messages[0]['content'] }}"), stopped) == "template"
     assert cause(_FakeGGUF(tokenizer.chat_template, tokens=ids[:-1]), stopped) == "tokenizer"
-    assert cause(_FakeGGUF(tokenizer.chat_template, tokens=ids), cut) == "stop token"
+    assert cause(_FakeGGUF(tokenizer.chat_template, tokens=ids), cut, ends=False) == "stop token"
+    # the file does end turns: an answer that runs on is the model's, not the export's
+    assert cause(_FakeGGUF(tokenizer.chat_template, tokens=ids), cut, ends=True) == "model"
     assert cause(_FakeGGUF(tokenizer.chat_template, tokens=ids), stopped) == "quantization"
+    # the transformers answer was cut at max_new_tokens: a cut answer was compared, not a rounding difference
+    assert export.likely_cause(_FakeGGUF(tokenizer.chat_template, tokens=ids), tokenizer, messages, stopped, True,
+                               hf_stopped=False).startswith("model")
+
+
+def test_the_exported_file_ends_generation_at_the_end_of_turn_token(trained_run, reports, monkeypatch):
+    from transformers import AutoTokenizer
+
+    path = trained_run.path / "export" / reports["q8_0"]["file"]
+    llm, tokenizer = export.load_gguf(path), AutoTokenizer.from_pretrained(trained_run.merged_dir)
+    assert export.file_ends_turns(llm, tokenizer)
+    # a stop token the file does not end at (here an ordinary word) is caught
+    import helpers.evaluation
+
+    word = tokenizer("Lima", add_special_tokens=False)["input_ids"][:1]
+    monkeypatch.setattr(helpers.evaluation, "stop_token_ids", lambda tok: [tokenizer.eos_token_id, *word])
+    assert not export.file_ends_turns(llm, tokenizer)
+
+
+def _export_seeds():
+    """benchmarks/export_seeds.py, imported as a module (benchmarks/ is not a package)."""
+    import importlib.util
+
+    from helpers.paths import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("export_seeds", REPO_ROOT / "benchmarks" / "export_seeds.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_seed_benchmark_names_every_seed_and_level_below_its_threshold():
+    bench = _export_seeds()
+    level = {"agreement": 1.0, "hf_exact_match": 1.0, "gguf_exact_match": 1.0, "stopped": 1.0, "hf_stopped": 1.0}
+    rows = [{"seed": 0, "levels": {"f16": dict(level), "q8_0": dict(level), "q4_k_m": dict(level, agreement=0.5)}},
+            {"seed": 1, "levels": {"f16": dict(level, agreement=0.9), "q8_0": dict(level, stopped=0.95),
+                                   "q4_k_m": dict(level)}}]
+    quants = ["f16", "q8_0", "q4_k_m"]
+    assert bench.missed(rows, quants) == ["seed 1 f16: agreement 0.90 is below 0.95",
+                                          "seed 1 q8_0: 5% of GGUF answers did not stop"]  # q4_k_m: reported only
+    assert bench.level_spread(rows, "f16")["agreement"] == {"min": 0.9, "median": 0.95, "max": 1.0}
+
+
+def test_the_seed_benchmark_runs_end_to_end_at_a_tiny_size(tmp_path):
+    out = tmp_path / "export_seeds.json"
+    rc = _export_seeds().main(["--seeds", "0", "--max-steps", "2", "--limit", "2", "--quants", "f16",
+                               "--undertrained", "1", "--out", str(out)])
+    record = json.loads(out.read_text())
+    level = record["runs"][0]["levels"]["f16"]
+    assert level["prompts"] == 2 and 0 <= level["agreement"] <= 1 and level["size_mb"] > 0
+    assert set(record["spread"]) == {"f16"} and record["versions"]["llama_cpp_python"]
+    assert rc == (1 if record["missed"] else 0)
+    assert [u["max_steps"] for u in record["undertrained"]] == [1] and "f16" in record["undertrained"][0]["spread"]

@@ -255,3 +255,25 @@ def build_shaped_model(shape, folder: Path, device: str = "cpu") -> Path:
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     return Path(folder)
+
+
+def build_shaped_adapter(cfg, folder: Path) -> Path:
+    """A LoRA adapter for `cfg`'s model (cfg.lora's rank and target layers), saved as 04 saves one, with random B
+    matrices: a trained adapter's B is not zero, so merging it rewrites every adapted weight. What the merge's tests
+    merge (tests/test_gpu.py on TinyLlama's shape), without training first."""
+    import torch
+
+    from .lora import apply_lora
+    from .model import load_base_model
+
+    unquantized = cfg.copy()
+    unquantized.model.quantization = "none"
+    model = apply_lora(load_base_model(unquantized), unquantized)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=1e-3)
+    model.save_pretrained(folder)
+    del model
+    return Path(folder)

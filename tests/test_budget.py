@@ -187,3 +187,31 @@ def test_the_merge_estimate_counts_every_copy_06_holds_at_once():
     assert est["parts"]["base, unquantized, merged"] == est["parts"]["merged model reloaded (the check)"] == fp16_copy
     assert 0.6 < est["parts"]["adapter model (sections 1-4)"] < fp16_copy / 1.5, "4-bit linear layers"
     assert 5.0 < est["total_gib"] < 6.5 and 2.1 < est["written_gb"] < 2.3   # TinyLlama: 1.1B parameters in fp16
+
+
+def test_the_merge_writes_what_the_estimate_says(tmp_path):
+    """06's merge, run by measure_merge_peak on the tiny model: the merged folder holds the weights the estimate
+    counts (the t4 figures are checked in tests/test_gpu.py), and the merged model answers as base + adapter."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from helpers.budget import estimate_merge_memory, measure_merge_peak
+    from helpers.config import make_config
+    from helpers.model import load_model_and_tokenizer
+    from helpers.tiny import build_shaped_adapter
+
+    cfg = make_config("tiny")
+    adapter_dir = build_shaped_adapter(cfg, tmp_path / "adapter")
+    measured = measure_merge_peak(cfg, adapter_dir, tmp_path / "merged")
+    estimate = estimate_merge_memory(cfg, on_gpu=False)
+    assert measured["device"] == "cpu" and measured["peak_gib"] >= 0
+    assert abs(measured["written_gb"] - estimate["written_gb"]) < 0.03 * estimate["written_gb"], measured
+    model, tokenizer = load_model_and_tokenizer(cfg)
+    adapted = PeftModel.from_pretrained(model, str(adapter_dir)).eval()
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
+    ids = tokenizer("Hi, this is Nils.", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert (adapted(ids).logits - merged(ids).logits).abs().max() < 1e-4
+        with adapted.disable_adapter():   # the random B matrices did change the model
+            assert (adapted(ids).logits - merged(ids).logits).abs().max() > 1e-3

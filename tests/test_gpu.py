@@ -109,6 +109,27 @@ def test_memory_estimate_against_the_measured_peak(tinyllama_dir, checkpointing)
         assert estimate.total_gib < T4_GIB and measured < T4_GIB
 
 
+def test_merge_estimate_against_the_measured_peak(tinyllama_dir, tmp_path):
+    """06's merge on t4 (section 5): the 4-bit adapter model still loaded, the fp16 base loaded again, merged and
+    saved, the merged model reloaded for the check. The estimate, less its CUDA overhead (which the allocator does
+    not count), is within 20% of the measured peak, and the whole fits a T4."""
+    from helpers.budget import estimate_merge_memory, measure_merge_peak
+    from helpers.tiny import build_shaped_adapter
+
+    cfg = t4_config(tinyllama_dir)
+    adapter_dir = build_shaped_adapter(cfg, tmp_path / "adapter")
+    measured = measure_merge_peak(cfg, adapter_dir, tmp_path / "merged")
+    estimate = estimate_merge_memory(cfg, TINYLLAMA, on_gpu=True)
+    tensors = estimate["total_gib"] - estimate["parts"]["CUDA overhead"]
+    REPORT["merge"] = {"estimate_gib": round(tensors, 2), "measured_peak_gib": round(measured["peak_gib"], 2),
+                       "parts_gib": {k: round(v, 2) for k, v in estimate["parts"].items()},
+                       "written_gb": round(measured["written_gb"], 2),
+                       "merge_and_save_s": round(measured["merge_and_save_s"], 1)}
+    assert 0.8 * measured["peak_gib"] <= tensors <= 1.2 * measured["peak_gib"], REPORT["merge"]
+    assert measured["peak_gib"] + estimate["parts"]["CUDA overhead"] < T4_GIB
+    assert abs(measured["written_gb"] - estimate["written_gb"]) < 0.03 * estimate["written_gb"]
+
+
 def test_rough_time_is_within_2x_of_a_measured_run(tinyllama_dir):
     """The panel's rough time, checked against the 40-step run above."""
     run = REPORT.get("meetings_run")

@@ -404,10 +404,8 @@ def measure_training_peak(cfg: RunConfig, seq_len: int, steps: int = 2) -> dict:
     """Train `steps` steps on full-length examples of `seq_len` tokens and measure the peak memory:
     torch.cuda.max_memory_allocated on a GPU; on the CPU the rise of the process's peak resident memory (so call
     it in a fresh process). Returns {'peak_gib', 'device', 'seq_len', 'batch_size'}."""
-    import resource
     import tempfile
 
-    import torch
     from datasets import Dataset
 
     from .lora import apply_lora
@@ -418,14 +416,7 @@ def measure_training_peak(cfg: RunConfig, seq_len: int, steps: int = 2) -> dict:
     import peft, trl  # noqa: F401  (imported before the baseline, so that their code is not counted)
     from transformers import AutoModelForCausalLM  # noqa: F401
 
-    on_gpu = torch.cuda.is_available()
-    gc.collect()  # models left over from earlier work would be freed mid-measurement and hide part of the peak
-    if on_gpu:
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-        start = torch.cuda.memory_allocated()
-    else:
-        start = _rss_bytes()
+    on_gpu, start = _peak_baseline()
     model, tokenizer = load_model_and_tokenizer(cfg)
     model = apply_lora(model, cfg)
     rows = _full_length_rows(tokenizer, seq_len, cfg.train.per_device_train_batch_size * steps)
@@ -436,12 +427,8 @@ def measure_training_peak(cfg: RunConfig, seq_len: int, steps: int = 2) -> dict:
         trainer = make_trainer(cfg, RunDir(Path(tmp)), model, tokenizer, splits, save_strategy="no",
                                eval_strategy="no", logging_steps=steps, disable_tqdm=True, report_to="none")
         trainer.train()
-    if on_gpu:
-        peak = torch.cuda.max_memory_allocated() - start
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - start
-    return {"peak_gib": peak / GIB, "device": "cuda" if on_gpu else "cpu", "seq_len": seq_len,
-            "batch_size": cfg.train.per_device_train_batch_size}
+    return {"peak_gib": _peak_since(on_gpu, start) / GIB, "device": "cuda" if on_gpu else "cpu",
+            "seq_len": seq_len, "batch_size": cfg.train.per_device_train_batch_size}
 
 
 def measure_merge_peak(cfg: RunConfig, adapter_dir: Path, out_dir: Path) -> dict:
@@ -449,26 +436,18 @@ def measure_merge_peak(cfg: RunConfig, adapter_dir: Path, out_dir: Path) -> dict
     the base loaded again unquantized, merged and saved, and the merged folder reloaded for the check (cells 2, 37 and
     39). Peak as in `measure_training_peak` (so on the CPU call it in a fresh process). Returns {'peak_gib',
     'device', 'written_gb', 'merge_and_save_s'}: what `estimate_merge_memory` estimates, measured."""
-    import resource
-
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     from .model import load_model_and_tokenizer
 
-    on_gpu = torch.cuda.is_available()
-    gc.collect()
-    if on_gpu:
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-        start = torch.cuda.memory_allocated()
-    else:
-        start = _rss_bytes()
+    on_gpu, start = _peak_baseline()
     model, tokenizer = load_model_and_tokenizer(cfg)
     model = PeftModel.from_pretrained(model, str(adapter_dir)).eval()
-    enc = tokenizer.apply_chat_template([{"role": "user", "content": "Where do we meet?"}], add_generation_prompt=True,
-                                        return_tensors="pt", return_dict=True).to(model.device)
+    question = [{"role": "user", "content": "Where do we meet?"}]
+    enc = tokenizer.apply_chat_template(question, add_generation_prompt=True, return_tensors="pt",
+                                        return_dict=True).to(model.device)
     with torch.no_grad():
         model(**enc)
     began = time.perf_counter()
@@ -482,19 +461,40 @@ def measure_merge_peak(cfg: RunConfig, adapter_dir: Path, out_dir: Path) -> dict
     reloaded = AutoModelForCausalLM.from_pretrained(out_dir, dtype=merged.dtype, device_map=model.device)
     with torch.no_grad():
         reloaded(**enc)
-    if on_gpu:
-        peak = torch.cuda.max_memory_allocated() - start
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - start
     written = sum(p.stat().st_size for p in Path(out_dir).glob("*.safetensors"))
-    return {"peak_gib": peak / GIB, "device": "cuda" if on_gpu else "cpu", "written_gb": written / 1e9,
-            "merge_and_save_s": seconds}
+    return {"peak_gib": _peak_since(on_gpu, start) / GIB, "device": "cuda" if on_gpu else "cpu",
+            "written_gb": written / 1e9, "merge_and_save_s": seconds}
 
 
 def _rss_bytes() -> int:
     import psutil
 
     return psutil.Process().memory_info().rss
+
+
+def _peak_baseline() -> tuple[bool, int]:
+    """Where a peak measurement starts: (on a GPU?, bytes in use now), with the GPU's peak counter reset."""
+    import torch
+
+    on_gpu = torch.cuda.is_available()
+    gc.collect()  # models left over from earlier work would be freed mid-measurement and hide part of the peak
+    if on_gpu:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        return True, torch.cuda.memory_allocated()
+    return False, _rss_bytes()
+
+
+def _peak_since(on_gpu: bool, start: int) -> int:
+    """Bytes of the peak above `start`: torch.cuda.max_memory_allocated on a GPU, the process's peak resident memory
+    on the CPU."""
+    import resource
+
+    import torch
+
+    if on_gpu:
+        return torch.cuda.max_memory_allocated() - start
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - start
 
 
 def _full_length_rows(tokenizer, seq_len: int, n: int) -> list[dict]:

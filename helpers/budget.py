@@ -431,37 +431,33 @@ def measure_training_peak(cfg: RunConfig, seq_len: int, steps: int = 2) -> dict:
             "seq_len": seq_len, "batch_size": cfg.train.per_device_train_batch_size}
 
 
-def measure_merge_peak(cfg: RunConfig, adapter_dir: Path, out_dir: Path) -> dict:
+def measure_merge_peak(cfg: RunConfig, run) -> dict:
     """06's section 5 as the notebook runs it, measured: the adapter model of sections 1-4 (its logits on a question),
-    the base loaded again unquantized, merged and saved, and the merged folder reloaded for the check (cells 2, 37 and
-    39). Peak as in `measure_training_peak` (so on the CPU call it in a fresh process). Returns {'peak_gib',
-    'device', 'written_gb', 'merge_and_save_s'}: what `estimate_merge_memory` estimates, measured."""
+    `merge_adapter` (the base loaded again unquantized, merged, saved to run/merged), and the merged folder reloaded
+    for the check. Peak as in `measure_training_peak` (so on the CPU call it in a fresh process). Returns
+    {'peak_gib', 'device', 'written_gb', 'merge_and_save_s'}: what `estimate_merge_memory` estimates, measured."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
+    from .inference import merge_adapter
     from .model import load_model_and_tokenizer
 
     on_gpu, start = _peak_baseline()
     model, tokenizer = load_model_and_tokenizer(cfg)
-    model = PeftModel.from_pretrained(model, str(adapter_dir)).eval()
+    model = PeftModel.from_pretrained(model, str(run.adapter_dir)).eval()
     question = [{"role": "user", "content": "Where do we meet?"}]
     enc = tokenizer.apply_chat_template(question, add_generation_prompt=True, return_tensors="pt",
                                         return_dict=True).to(model.device)
     with torch.no_grad():
         model(**enc)
     began = time.perf_counter()
-    unquantized = cfg.copy()
-    unquantized.model.quantization = "none"
-    base, _ = load_model_and_tokenizer(unquantized)
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
-    merged.save_pretrained(str(out_dir), safe_serialization=True)
-    tokenizer.save_pretrained(str(out_dir))
+    merged, _ = merge_adapter(cfg, run)
     seconds = time.perf_counter() - began
-    reloaded = AutoModelForCausalLM.from_pretrained(out_dir, dtype=merged.dtype, device_map=model.device)
+    reloaded = AutoModelForCausalLM.from_pretrained(run.merged_dir, dtype=merged.dtype, device_map=model.device)
     with torch.no_grad():
         reloaded(**enc)
-    written = sum(p.stat().st_size for p in Path(out_dir).glob("*.safetensors"))
+    written = sum(p.stat().st_size for p in run.merged_dir.glob("*.safetensors"))
     return {"peak_gib": _peak_since(on_gpu, start) / GIB, "device": "cuda" if on_gpu else "cpu",
             "written_gb": written / 1e9, "merge_and_save_s": seconds}
 

@@ -199,17 +199,18 @@ def test_the_merge_writes_what_the_estimate_says(tmp_path):
     from helpers.budget import estimate_merge_memory, measure_merge_peak
     from helpers.config import make_config
     from helpers.model import load_model_and_tokenizer
+    from helpers.rundir import RunDir
     from helpers.tiny import build_shaped_adapter
 
-    cfg = make_config("tiny")
-    adapter_dir = build_shaped_adapter(cfg, tmp_path / "adapter")
-    measured = measure_merge_peak(cfg, adapter_dir, tmp_path / "merged")
+    cfg, run = make_config("tiny"), RunDir(tmp_path / "run")
+    adapter_dir = build_shaped_adapter(cfg, run.adapter_dir)
+    measured = measure_merge_peak(cfg, run)
     estimate = estimate_merge_memory(cfg, on_gpu=False)
     assert measured["device"] == "cpu" and measured["peak_gib"] >= 0
     assert abs(measured["written_gb"] - estimate["written_gb"]) < 0.03 * estimate["written_gb"], measured
     model, tokenizer = load_model_and_tokenizer(cfg)
     adapted = PeftModel.from_pretrained(model, str(adapter_dir)).eval()
-    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
+    merged = AutoModelForCausalLM.from_pretrained(run.merged_dir).eval()
     ids = tokenizer("Hi, this is Nils.", return_tensors="pt")["input_ids"]
     with torch.no_grad():
         assert (adapted(ids).logits - merged(ids).logits).abs().max() < 1e-4

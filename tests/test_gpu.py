@@ -114,11 +114,12 @@ def test_merge_estimate_against_the_measured_peak(tinyllama_dir, tmp_path):
     saved, the merged model reloaded for the check. The estimate, less its CUDA overhead (which the allocator does
     not count), is within 20% of the measured peak, and the whole fits a T4."""
     from helpers.budget import estimate_merge_memory, measure_merge_peak
+    from helpers.rundir import RunDir
     from helpers.tiny import build_shaped_adapter
 
-    cfg = t4_config(tinyllama_dir)
-    adapter_dir = build_shaped_adapter(cfg, tmp_path / "adapter")
-    measured = measure_merge_peak(cfg, adapter_dir, tmp_path / "merged")
+    cfg, run = t4_config(tinyllama_dir), RunDir(tmp_path / "run")
+    build_shaped_adapter(cfg, run.adapter_dir)
+    measured = measure_merge_peak(cfg, run)
     estimate = estimate_merge_memory(cfg, TINYLLAMA, on_gpu=True)
     tensors = estimate["total_gib"] - estimate["parts"]["CUDA overhead"]
     REPORT["merge"] = {"estimate_gib": round(tensors, 2), "measured_peak_gib": round(measured["peak_gib"], 2),
